@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * weft: stackful fibers on an io_uring completion core.
+ *
+ * One loop per thread, one io_uring ring per loop. A fiber's call reads like
+ * a blocking call; underneath it prepares an SQE, parks, and is resumed when
+ * its CQE arrives. Errors are negative errno values; the global errno is
+ * never read or written.
+ *
+ * Threads: a loop and every object made from it are used only from the
+ * thread that created the loop. Nothing here is thread-safe except where a
+ * comment says so.
+ *
+ * A blocking libc call (getaddrinfo, a read of a slow disk without weft,
+ * sleep(3)) made inside a fiber stalls every fiber of its loop.
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The library is built with hidden visibility; what this header declares is its API. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+#define WEFT_VERSION_MAJOR 0
+#define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_PATCH 0
+
+/* Time is int64_t nanoseconds on CLOCK_MONOTONIC. */
+#define WEFT_USEC ((int64_t)1000)
+#define WEFT_MSEC ((int64_t)1000000)
+#define WEFT_SEC ((int64_t)1000000000)
+/* A deadline that never passes. */
+#define WEFT_FOREVER ((int64_t)-1)
+
+typedef struct weft_loop weft_loop;
+typedef struct weft_fiber weft_fiber;
+
+/* The body of a fiber. Its return value is the fiber's result. */
+typedef int (*weft_fn)(void *arg);
+
+/*
+ * ---- loop -----------------------------------------------------------------
+ */
+
+/* How the ring is set up; see weft_config.ring_mode. */
+enum weft_ring_mode {
+	WEFT_RING_AUTO = 0,	     /* the best the kernel allows, in the order below */
+	WEFT_RING_DEFER_TASKRUN = 1, /* SINGLE_ISSUER | DEFER_TASKRUN (Linux 6.1) */
+	WEFT_RING_COOP_TASKRUN = 2,  /* COOP_TASKRUN | TASKRUN_FLAG (Linux 5.19) */
+	WEFT_RING_PLAIN = 3,	     /* no task-run flags (Linux 5.11 and later) */
+};
+
+/* How weft_sleep waits; see weft_config.timer_mode. */
+enum weft_timer_mode {
+	WEFT_TIMERS_HEAP = 0,	/* a timer heap in the loop and one kernel wake-up per tick */
+	WEFT_TIMERS_KERNEL = 1, /* one IORING_OP_TIMEOUT per sleep */
+};
+
+/*
+ * Loop settings. Fill with weft_config_init() first, then change fields:
+ * new fields take space from reserved[], so the size stays the same.
+ */
+typedef struct weft_config {
+	/* SQ ring entries, a power of two in [1, 32768]. Default 256. */
+	uint32_t sq_entries;
+	/* CQ ring entries, at least twice sq_entries. 0: 8 * sq_entries. */
+	uint32_t cq_entries;
+	/*
+	 * enum weft_ring_mode. weft_config_init() reads the environment
+	 * variable WEFT_RING_MODE (auto, defer, coop, plain) for it.
+	 */
+	uint32_t ring_mode;
+	/* enum weft_timer_mode. Default WEFT_TIMERS_HEAP. */
+	uint32_t timer_mode;
+	/*
+	 * Bytes of stack per fiber, rounded up to whole pages, at least one
+	 * page. Default 64 KiB. Only the pages a fiber touches cost memory.
+	 */
+	size_t stack_size;
+	/*
+	 * How many stacks get an inaccessible guard page below them. A guard
+	 * page costs two kernel memory mappings (vm.max_map_count is 65530 on
+	 * a stock kernel), so past this count stacks are checked by a canary
+	 * and a stack-pointer bound at every switch instead. Default 8192.
+	 */
+	uint32_t stack_guards;
+	/* Most fibers alive at once; weft_spawn fails -EAGAIN past it. Default 4194304. */
+	uint32_t max_fibers;
+	uint64_t reserved[8];
+} weft_config;
+
+/*
+ * Counters of one loop, for benchmarks and tests. All counts since
+ * weft_loop_create.
+ */
+typedef struct weft_stats {
+	uint64_t enters;       /* io_uring_enter system calls made by the loop */
+	uint64_t sqes;	       /* SQEs submitted */
+	uint64_t cqes;	       /* CQEs reaped */
+	uint64_t switches;     /* context switches between fibers and the loop */
+	uint64_t fibers;       /* fibers alive now (spawned, not yet returned) */
+	uint64_t fibers_peak;  /* most fibers alive at once */
+	uint64_t spawned;      /* fibers spawned */
+	uint64_t timers_fired; /* sleeps and deadlines that expired in the timer heap */
+	uint64_t sq_full;     /* times an SQE was wanted with the SQ full (flushed, never failed) */
+	uint64_t cq_overflow; /* CQEs the kernel had to hold back because the CQ was full */
+	uint64_t inflight;    /* SQEs whose final CQE has not been reaped yet */
+	uint64_t stacks;      /* stacks mapped (free and in use) */
+	uint64_t stacks_guarded; /* of those, with a guard page */
+	uint64_t stack_size;	 /* usable bytes per stack */
+	uint32_t ring_mode;	 /* enum weft_ring_mode in use */
+	uint32_t ring_flags;	 /* IORING_SETUP_* flags in use */
+	uint64_t reserved[8];
+} weft_stats;
+
+/*
+ * Fill @cfg with the defaults.
+ * @cfg: caller's storage, written.
+ * Context: any thread.
+ */
+void weft_config_init(weft_config *cfg);
+
+/*
+ * Create a loop bound to the calling thread: its ring, run queue and timers.
+ * @loop: out; written only on success.
+ * @cfg: borrowed; NULL for the defaults.
+ * Context: any thread that runs no loop; the loop belongs to it from then on.
+ * Return: 0; -EINVAL for a bad @cfg; -ENOMEM; or the error io_uring set-up
+ * gave: -ENOSYS (kernel without io_uring, or a seccomp filter), -EPERM (the
+ * kernel.io_uring_disabled sysctl, or a seccomp or LSM policy), -ENOMEM
+ * (RLIMIT_MEMLOCK on kernels before 5.12). weft_loop_explain() turns these
+ * into a sentence for a person.
+ */
+int weft_loop_create(weft_loop **loop, const weft_config *cfg);
+
+/*
+ * Run fibers until none is left alive.
+ * Context: the loop's thread, outside any fiber.
+ * Return: 0 when no fiber is left; -EBUSY if a loop already runs on this
+ * thread; -EDEADLK if every fiber is parked and nothing can wake any of them
+ * (no I/O in flight, no timer): the fibers stay parked, and
+ * weft_loop_destroy() cancels them.
+ */
+int weft_loop_run(weft_loop *loop);
+
+/*
+ * Cancel every fiber still alive, run them until they return, then free the
+ * loop, its stacks and its ring. Fibers not yet joined are freed too.
+ * @loop: NULL is a no-op.
+ * Context: the loop's thread, outside any fiber of it.
+ */
+void weft_loop_destroy(weft_loop *loop);
+
+/*
+ * Copy the loop's counters into @out.
+ * Context: the loop's thread.
+ */
+void weft_loop_stats(weft_loop *loop, weft_stats *out);
+
+/*
+ * The loop running on the calling thread, or NULL.
+ * Context: any thread.
+ */
+weft_loop *weft_loop_current(void);
+
+/*
+ * One sentence for a person: what a weft_loop_create() error means on this
+ * machine and how to fix it. Reads /proc/sys/kernel/io_uring_disabled to tell
+ * the causes of -EPERM apart.
+ * Context: any thread. Return: a static string, never NULL.
+ */
+const char *weft_loop_explain(int err);
+
+/*
+ * Create a loop with the defaults, run @fn(@arg) as its first fiber, run
+ * until every fiber is done, destroy the loop.
+ * Context: a thread that runs no loop.
+ * Return: @fn's result; or, before @fn ran, the error of weft_loop_create or
+ * weft_spawn; or -EDEADLK as weft_loop_run; -EBUSY if a loop already runs here.
+ */
+int weft_main(weft_fn fn, void *arg);
+
+/* The library's version, "major.minor.patch". Context: any thread. */
+const char *weft_version(void);
+
+/*
+ * ---- fibers ---------------------------------------------------------------
+ */
+
+/*
+ * Start a fiber running @fn(@arg). It runs when the loop next schedules it.
+ * @loop: NULL for the loop running on this thread.
+ * @out: NULL for a detached fiber, freed by the loop when it returns;
+ *       otherwise a handle that must be given to weft_join() exactly once.
+ * Context: the loop's thread, inside or outside its fibers.
+ * Return: 0; -EINVAL if @fn is NULL; -EPERM if @loop is NULL and no loop
+ * runs on this thread; -EAGAIN past weft_config.max_fibers; -ENOMEM;
+ * -ECANCELED while the loop is being destroyed.
+ */
+int weft_spawn(weft_loop *loop, weft_fn fn, void *arg, weft_fiber **out);
+
+/*
+ * weft_spawn(NULL, @fn, @arg, NULL): a detached fiber on the current loop.
+ * If it fails, nothing was started, and resources meant for the fiber
+ * (a file descriptor in @arg) are still the caller's.
+ */
+int weft_go(weft_fn fn, void *arg);
+
+/*
+ * Wait for @f to return, store its result, and free it.
+ * @f: a handle from weft_spawn; invalid after a 0 return.
+ * @result: out, may be NULL.
+ * Context: fiber.
+ * Return: 0; -EINVAL if @f is NULL; -EDEADLK if @f is the caller; -EBUSY if
+ * another fiber is already joining @f; -EPERM outside a fiber; -ETIMEDOUT
+ * past the caller's deadline, -ECANCELED if the caller is cancelled (in both
+ * cases @f stays joinable). A fiber that has already returned is joined
+ * without blocking, even by a cancelled caller.
+ */
+int weft_join(weft_fiber *f, int *result);
+
+/*
+ * Ask @f to stop: its pending blocking call and every later one fail with
+ * -ECANCELED. An I/O operation already in the kernel is cancelled with
+ * IORING_OP_ASYNC_CANCEL; if it completes anyway, its result is returned and
+ * the cancel shows at the next call. Neither waits nor frees: join does.
+ * Context: the loop's thread.
+ * Return: 0 (also if @f has already returned); -EINVAL if @f is NULL.
+ */
+int weft_cancel(weft_fiber *f);
+
+/*
+ * Let every other ready fiber run once, then continue. Outside a fiber it
+ * does nothing.
+ */
+void weft_yield(void);
+
+/* The running fiber, or NULL outside fibers. */
+weft_fiber *weft_self(void);
+
+/* Whether the running fiber has been cancelled (0 or 1; 0 outside fibers). */
+int weft_cancelled(void);
+
+/*
+ * ---- gather ---------------------------------------------------------------
+ */
+
+/* One call of weft_gather: set fn and arg; result is written. */
+typedef struct weft_call {
+	weft_fn fn;
+	void *arg;
+	int result;
+} weft_call;
+
+/*
+ * Run every call in its own fiber, concurrently, wait until all have
+ * returned, and store each result (asyncio.gather). A failing call does not
+ * cancel the others: use a task group for that. The children inherit the
+ * caller's deadline; cancelling the caller cancels them all, and the caller
+ * still waits for every one.
+ * @calls: borrowed until return; @n may be 0.
+ * Context: fiber.
+ * Return: 0, or the first negative result in call order; -EINVAL if @calls
+ * is NULL with @n > 0 or a fn is NULL (nothing runs); -EPERM outside a fiber;
+ * -ECANCELED if the caller was already cancelled (nothing runs, each result
+ * is -ECANCELED). If only some children could be spawned (-ENOMEM, -EAGAIN),
+ * the rest get that error as their result and the spawned ones are cancelled.
+ */
+int weft_gather(weft_call *calls, size_t n);
+
+/*
+ * ---- time -----------------------------------------------------------------
+ */
+
+/* Now on CLOCK_MONOTONIC, in ns. Context: any thread. */
+int64_t weft_now(void);
+
+/*
+ * Park the fiber for @ns nanoseconds.
+ * Context: fiber.
+ * Return: 0; -EINVAL if @ns < 0; -ETIMEDOUT if the fiber's deadline comes
+ * first (it wakes at the deadline); -ECANCELED; -EPERM outside a fiber;
+ * -ENOMEM if the timer heap cannot grow.
+ */
+int weft_sleep(int64_t ns);
+
+/* As weft_sleep, until the absolute time @deadline. A past one yields and returns 0. */
+int weft_sleep_until(int64_t deadline);
+
+/*
+ * Set the running fiber's deadline: once it passes, every blocking call of
+ * the fiber fails with -ETIMEDOUT. WEFT_FOREVER removes it.
+ * Return: the previous deadline; WEFT_FOREVER outside a fiber (where it does
+ * nothing).
+ */
+int64_t weft_set_deadline(int64_t deadline);
+
+/* The running fiber's deadline, WEFT_FOREVER if none or outside fibers. */
+int64_t weft_deadline(void);
+
+/*
+ * ---- operations -----------------------------------------------------------
+ */
+
+/*
+ * One round trip through the ring with IORING_OP_NOP: the cheapest
+ * operation, for tests and benchmarks of the await path.
+ * Context: fiber.
+ * Return: 0; -ECANCELED; -ETIMEDOUT if the deadline has passed; -EPERM
+ * outside a fiber.
+ */
+int weft_nop(void);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEFT_H */

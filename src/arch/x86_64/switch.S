@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * x86-64 (System V) context switch. Saves the callee-saved registers, the
+ * MXCSR control bits and the x87 control word of the running context, loads
+ * those of the next one, and enters it with an indirect jmp: a ret into
+ * another stack mispredicts on every switch, because the return-stack buffer
+ * still holds this stack's return addresses.
+ *
+ * struct weft__ctx (see arch/switch.h):
+ *
+ *    0 rsp   8 rip  16 rbx  24 rbp  32 r12  40 r13  48 r14  56 r15
+ *   64 mxcsr (4 bytes)  68 x87 control word (2 bytes)
+ *
+ * A fresh context's stack, as weft__ctx_make leaves it:
+ *
+ *   stack_top (16-byte aligned)  <- rsp; rip = weft__ctx_entry,
+ *                                   r12 = arg, r13 = fn
+ *   weft__ctx_entry then calls fn(arg), which sees rsp % 16 == 8 at entry
+ *   as the ABI wants; fn never returns (ud2 catches it if it does).
+ */
+	.text
+
+/* void weft__ctx_jump(struct weft__ctx *from, const struct weft__ctx *to) */
+	.globl	weft__ctx_jump
+	.hidden	weft__ctx_jump
+	.type	weft__ctx_jump, @function
+	.p2align 4
+weft__ctx_jump:
+	.cfi_startproc
+	movq	(%rsp), %rax		/* our return address */
+	leaq	8(%rsp), %rcx		/* rsp as the caller will see it */
+	movq	%rcx, 0(%rdi)
+	movq	%rax, 8(%rdi)
+	movq	%rbx, 16(%rdi)
+	movq	%rbp, 24(%rdi)
+	movq	%r12, 32(%rdi)
+	movq	%r13, 40(%rdi)
+	movq	%r14, 48(%rdi)
+	movq	%r15, 56(%rdi)
+	stmxcsr	64(%rdi)
+	fnstcw	68(%rdi)
+
+	ldmxcsr	64(%rsi)
+	fldcw	68(%rsi)
+	movq	16(%rsi), %rbx
+	movq	24(%rsi), %rbp
+	movq	32(%rsi), %r12
+	movq	40(%rsi), %r13
+	movq	48(%rsi), %r14
+	movq	56(%rsi), %r15
+	movq	0(%rsi), %rsp
+	jmpq	*8(%rsi)
+	.cfi_endproc
+	.size	weft__ctx_jump, .-weft__ctx_jump
+
+/* First code of a fresh context: fn(arg) from r13(r12). */
+	.globl	weft__ctx_entry
+	.hidden	weft__ctx_entry
+	.type	weft__ctx_entry, @function
+	.p2align 4
+weft__ctx_entry:
+	.cfi_startproc
+	.cfi_undefined rip		/* the outermost frame: debuggers stop here */
+	movq	%r12, %rdi
+	callq	*%r13
+	ud2
+	.cfi_endproc
+	.size	weft__ctx_entry, .-weft__ctx_entry
+
+	.section .note.GNU-stack, "", @progbits

@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fiber lifecycle: spawn, the switch, park and wake, join, cancel, yield.
+ * A parked fiber is resumed by exactly one wake; a fiber parked on I/O is
+ * woken only by its op's CQE (cancel asks the kernel, it does not wake), so
+ * its stack outlives every SQE that points into it.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+
+__thread struct weft_loop *weft__tls_loop __attribute__((tls_model("initial-exec")));
+
+static void runq_push(struct weft_loop *l, struct weft_fiber *f)
+{
+	f->next = NULL;
+	if (l->runq_tail)
+		l->runq_tail->next = f;
+	else
+		l->runq_head = f;
+	l->runq_tail = f;
+	l->runq_len++;
+}
+
+static struct weft_fiber *runq_pop(struct weft_loop *l)
+{
+	struct weft_fiber *f = l->runq_head;
+
+	if (!f)
+		return NULL;
+	l->runq_head = f->next;
+	if (!l->runq_head)
+		l->runq_tail = NULL;
+	l->runq_len--;
+	return f;
+}
+
+void weft__fiber_release(struct weft_loop *l, struct weft_fiber *f)
+{
+#if WEFT_STACK_CENSUS
+	weft__census_record(l, f);
+#endif
+	weft__stack_free(&l->stacks, f);
+}
+
+/*
+ * First code after a switch lands, in whichever context: finish the ASan
+ * switch, then free the fiber that returned and switched here.
+ */
+static void after_switch(struct weft_loop *l, void *fake)
+{
+	const void *bottom;
+	size_t size;
+
+	weft__asan_finish(fake, &bottom, &size);
+	if (l->zombie) {
+		struct weft_fiber *z = l->zombie;
+
+		l->zombie = NULL;
+		weft__fiber_release(l, z);
+	}
+}
+
+/*
+ * Switch from the running context (@from, NULL for the scheduler) to @to
+ * (NULL for the scheduler). Returns when something switches back to @from.
+ */
+static void jump(struct weft_loop *l, struct weft_fiber *from, struct weft_fiber *to)
+{
+	struct weft__ctx *save = from ? &from->ctx : &l->ctx;
+	void **fake = from ? &from->asan_fake : &l->asan_fake;
+
+	if (from) {
+		weft__stack_check(&l->stacks, from);
+		if (from->state == WEFT__FIBER_DONE)
+			fake = NULL; /* its stack is finished: ASan drops the fake stack */
+	}
+	if (to) {
+		to->state = WEFT__FIBER_RUNNING;
+		weft__asan_start(fake, to->stack_lo, (size_t)(to->stack_top - to->stack_lo));
+		l->cur = to;
+		l->stats.switches++;
+		weft__ctx_jump(save, &to->ctx);
+	} else {
+		weft__asan_start(fake, l->sched_stack, l->sched_stack_size);
+		l->cur = NULL;
+		l->stats.switches++;
+		weft__ctx_jump(save, &l->ctx);
+	}
+	after_switch(l, from ? from->asan_fake : l->asan_fake);
+}
+
+/*
+ * Leave @self (which has already put itself on the run queue, parked or
+ * returned) for the next ready fiber of this round, or for the scheduler.
+ */
+void weft__fiber_schedule(struct weft_loop *l, struct weft_fiber *self)
+{
+	struct weft_fiber *next = NULL;
+
+	if (l->round_left > 0 && l->runq_head) {
+		next = runq_pop(l);
+		l->round_left--;
+	}
+	if (next == self) {
+		self->state = WEFT__FIBER_RUNNING;
+		return;
+	}
+	jump(l, self, next);
+}
+
+/* The scheduler's half: run the fibers that are ready now, as one round. */
+void weft__fiber_run_round(struct weft_loop *l)
+{
+	if (!l->runq_head)
+		return;
+	l->round_left = l->runq_len - 1;
+	jump(l, NULL, runq_pop(l));
+}
+
+void weft__fiber_wake(struct weft_fiber *f, int res)
+{
+	if (f->state != WEFT__FIBER_PARKED)
+		return;
+	f->wake_res = res;
+	f->timer_seq = 0;
+	f->state = WEFT__FIBER_READY;
+	runq_push(f->loop, f);
+}
+
+/*
+ * Park @self until a wake. With a @deadline, a heap timer wakes it with
+ * -ETIMEDOUT. Returns the waker's result.
+ */
+int weft__fiber_park(struct weft_loop *l, struct weft_fiber *self, enum weft__wait wait,
+		     int64_t deadline)
+{
+	assert(self == l->cur && self->state == WEFT__FIBER_RUNNING);
+	if (deadline != WEFT_FOREVER) {
+		int rc = weft__timer_arm(l, self, deadline);
+
+		if (rc < 0)
+			return rc;
+	}
+	self->state = WEFT__FIBER_PARKED;
+	self->wait = (uint8_t)wait;
+	self->wake_res = 0;
+	weft__fiber_schedule(l, self);
+	self->wait = WEFT__WAIT_NONE;
+	self->timer_seq = 0;
+	return self->wake_res;
+}
+
+static void fiber_exit(struct weft_loop *l, struct weft_fiber *f, int result)
+{
+	f->result = result;
+	f->state = WEFT__FIBER_DONE;
+	l->live--;
+	l->stats.fibers = l->live;
+	if (f->all_prev)
+		f->all_prev->all_next = f->all_next;
+	else
+		l->all = f->all_next;
+	if (f->all_next)
+		f->all_next->all_prev = f->all_prev;
+	if (f->joiner)
+		weft__fiber_wake(f->joiner, 0);
+	if (f->gather)
+		weft__gather_child_done(f);
+	if (f->detached)
+		l->zombie = f; /* freed by the next context, off this stack */
+	weft__fiber_schedule(l, f);
+	WEFT__BUG(f, "a fiber that returned was resumed");
+}
+
+static void fiber_entry(void *arg)
+{
+	struct weft_fiber *f = arg;
+	struct weft_loop *l = f->loop;
+
+	after_switch(l, NULL);
+	fiber_exit(l, f, f->fn(f->arg));
+}
+
+int weft__fiber_spawn(struct weft_loop *l, weft_fn fn, void *arg, bool detached,
+		      struct weft_fiber **out)
+{
+	if (l->destroying)
+		return -ECANCELED;
+	if (l->live >= l->cfg.max_fibers)
+		return -EAGAIN;
+
+	struct weft_fiber *f = weft__stack_alloc(&l->stacks);
+
+	if (!f)
+		return -ENOMEM;
+	f->loop = l;
+	f->fn = fn;
+	f->arg = arg;
+	f->id = ++l->next_id;
+	f->detached = detached;
+	f->deadline = WEFT_FOREVER;
+	weft__ctx_make(&f->ctx, f->stack_lo + 16, f->stack_top, fiber_entry, f);
+
+	f->all_next = l->all;
+	if (l->all)
+		l->all->all_prev = f;
+	l->all = f;
+	l->live++;
+	l->stats.fibers = l->live;
+	l->stats.spawned++;
+	if (l->live > l->stats.fibers_peak)
+		l->stats.fibers_peak = l->live;
+
+	f->state = WEFT__FIBER_READY;
+	runq_push(l, f);
+	if (out)
+		*out = f;
+	return 0;
+}
+
+int weft_spawn(weft_loop *loop, weft_fn fn, void *arg, weft_fiber **out)
+{
+	if (!fn)
+		return -EINVAL;
+	if (!loop)
+		loop = weft__tls_loop;
+	if (!loop)
+		return -EPERM;
+	return weft__fiber_spawn(loop, fn, arg, out == NULL, out);
+}
+
+int weft_go(weft_fn fn, void *arg)
+{
+	return weft_spawn(NULL, fn, arg, NULL);
+}
+
+weft_fiber *weft_self(void)
+{
+	struct weft_loop *l = weft__tls_loop;
+
+	return l ? l->cur : NULL;
+}
+
+int weft_cancelled(void)
+{
+	struct weft_fiber *f = weft_self();
+
+	return f && f->cancelled;
+}
+
+void weft_yield(void)
+{
+	struct weft_loop *l = weft__tls_loop;
+	struct weft_fiber *self = l ? l->cur : NULL;
+
+	if (!self)
+		return;
+	self->state = WEFT__FIBER_READY;
+	runq_push(l, self);
+	weft__fiber_schedule(l, self);
+}
+
+int weft_join(weft_fiber *f, int *result)
+{
+	struct weft_loop *l = weft__tls_loop;
+	struct weft_fiber *self = l ? l->cur : NULL;
+
+	if (!f)
+		return -EINVAL;
+	if (!self)
+		return -EPERM;
+	if (f == self)
+		return -EDEADLK;
+	if (f->detached || f->state == WEFT__FIBER_FREE || f->loop != l)
+		return -EINVAL;
+	if (f->joiner && f->joiner != self)
+		return -EBUSY;
+	while (f->state != WEFT__FIBER_DONE) {
+		if (self->cancelled)
+			return -ECANCELED;
+		f->joiner = self;
+
+		int rc = weft__fiber_park(l, self, WEFT__WAIT_EVENT, self->deadline);
+
+		f->joiner = NULL;
+		if (rc < 0)
+			return rc;
+	}
+	if (result)
+		*result = f->result;
+	weft__fiber_release(l, f);
+	return 0;
+}
+
+int weft_cancel(weft_fiber *f)
+{
+	if (!f)
+		return -EINVAL;
+	if (f->state == WEFT__FIBER_DONE || f->state == WEFT__FIBER_FREE)
+		return 0;
+	f->cancelled = true;
+	if (f->state != WEFT__FIBER_PARKED)
+		return 0;
+	switch (f->wait) {
+	case WEFT__WAIT_IO:
+		weft__op_cancel(f->loop, f->op);
+		break;
+	case WEFT__WAIT_EVENT:
+		weft__fiber_wake(f, -ECANCELED);
+		break;
+	case WEFT__WAIT_GATHER:
+		weft__gather_cancel(f);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+/*
+ * Free every fiber still on the loop's books: called by destroy once none
+ * is alive, for joinable fibers nobody joined. Their stacks go with the
+ * slabs, so only the counts need care.
+ */
+void weft__fiber_free_all(struct weft_loop *l)
+{
+	l->runq_head = NULL;
+	l->runq_tail = NULL;
+	l->runq_len = 0;
+	l->zombie = NULL;
+}

@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The loop: create, run, destroy, stats, weft_main. One tick, in order (see
+ * docs/loop.md): run the fibers that are ready as one round; submit the
+ * round's SQEs and wait for a completion or the nearest timer in a single
+ * io_uring_enter; reap CQEs and wake their fibers; fire due timers.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+_Noreturn void weft__bug(const struct weft_fiber *f, const char *file, int line, const char *what)
+{
+	if (f)
+		fprintf(stderr, "weft: BUG in fiber %u (fn %p) at %s:%d: %s\n", f->id,
+			(void *)(uintptr_t)f->fn, file, line, what);
+	else
+		fprintf(stderr, "weft: BUG in the scheduler at %s:%d: %s\n", file, line, what);
+	abort();
+}
+
+const char *weft_version(void)
+{
+	return WEFT_VERSION_STRING;
+}
+
+static uint32_t env_ring_mode(void)
+{
+	const char *s = getenv("WEFT_RING_MODE");
+
+	if (!s || !*s || !strcmp(s, "auto"))
+		return WEFT_RING_AUTO;
+	if (!strcmp(s, "defer"))
+		return WEFT_RING_DEFER_TASKRUN;
+	if (!strcmp(s, "coop"))
+		return WEFT_RING_COOP_TASKRUN;
+	if (!strcmp(s, "plain"))
+		return WEFT_RING_PLAIN;
+	return WEFT_RING_AUTO;
+}
+
+void weft_config_init(weft_config *cfg)
+{
+	if (!cfg)
+		return;
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->sq_entries = 256;
+	cfg->ring_mode = env_ring_mode();
+	cfg->timer_mode = WEFT_TIMERS_HEAP;
+	cfg->stack_size = 64 * 1024;
+	cfg->stack_guards = 8192;
+	cfg->max_fibers = 4u << 20;
+}
+
+static int check_config(weft_config *c)
+{
+	if (c->sq_entries == 0 || c->sq_entries > 32768 || (c->sq_entries & (c->sq_entries - 1)))
+		return -EINVAL;
+	if (c->cq_entries == 0)
+		c->cq_entries = c->sq_entries * 8;
+	if (c->cq_entries < 2 * c->sq_entries || c->cq_entries > 65536 ||
+	    (c->cq_entries & (c->cq_entries - 1)))
+		return -EINVAL;
+	if (c->ring_mode > WEFT_RING_PLAIN || c->timer_mode > WEFT_TIMERS_KERNEL)
+		return -EINVAL;
+	if (c->stack_size == 0 || c->stack_size > ((size_t)1 << 30) || c->max_fibers == 0)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(c->reserved) / sizeof(c->reserved[0]); i++)
+		if (c->reserved[i])
+			return -EINVAL;
+	return 0;
+}
+
+int weft_loop_create(weft_loop **out, const weft_config *cfg)
+{
+	if (!out)
+		return -EINVAL;
+
+	struct weft_loop *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return -ENOMEM;
+	if (cfg)
+		l->cfg = *cfg;
+	else
+		weft_config_init(&l->cfg);
+
+	int rc = check_config(&l->cfg);
+
+	if (rc < 0)
+		goto out_free;
+	rc = weft__ring_setup(l);
+	if (rc < 0)
+		goto out_free;
+	weft__stacks_init(&l->stacks, &l->cfg);
+	l->stats.stack_size = l->stacks.slot;
+	weft__stack_segv_install();
+	*out = l;
+	return 0;
+
+out_free:
+	free(l);
+	return rc;
+}
+
+/* ASan needs the bounds of the thread's own stack to switch back to it. */
+static void learn_sched_stack(struct weft_loop *l)
+{
+#ifdef WEFT_ASAN
+	pthread_attr_t attr;
+	void *addr;
+	size_t size;
+
+	if (pthread_getattr_np(pthread_self(), &attr) != 0)
+		return;
+	if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+		l->sched_stack = addr;
+		l->sched_stack_size = size;
+	}
+	pthread_attr_destroy(&attr);
+#else
+	(void)l;
+#endif
+}
+
+/* Ticks until no fiber is alive and the kernel owes no CQE. */
+static int run(struct weft_loop *l)
+{
+	for (;;) {
+		weft__fiber_run_round(l);
+		if (l->live == 0 && l->inflight == 0)
+			return 0;
+
+		bool wait = l->runq_head == NULL;
+		int64_t next = weft__timer_next(l);
+
+		if (wait && next == WEFT_FOREVER && l->inflight == 0)
+			return -EDEADLK; /* every fiber waits for something that cannot happen */
+
+		int rc = weft__ring_tick(l, wait, next);
+
+		if (rc < 0)
+			return rc;
+		if (next != WEFT_FOREVER)
+			weft__timer_fire(l, weft_now());
+	}
+}
+
+int weft_loop_run(weft_loop *l)
+{
+	if (!l)
+		return -EINVAL;
+	if (weft__tls_loop || l->running)
+		return -EBUSY;
+	weft__tls_loop = l;
+	l->running = true;
+	learn_sched_stack(l);
+
+	int rc = run(l);
+
+	l->running = false;
+	weft__tls_loop = NULL;
+	return rc;
+}
+
+void weft_loop_destroy(weft_loop *l)
+{
+	if (!l)
+		return;
+	if (l->running)
+		WEFT__BUG(l->cur, "weft_loop_destroy called on a running loop");
+	l->destroying = true;
+	/*
+	 * Cancel what is left and let it unwind. A fiber that ignores -ECANCELED
+	 * and blocks again gets -ECANCELED again; one that spins without
+	 * blocking keeps destroy waiting, as it would keep run waiting.
+	 */
+	for (int pass = 0; pass < 1000 && (l->live > 0 || l->inflight > 0); pass++) {
+		for (struct weft_fiber *f = l->all; f; f = f->all_next)
+			weft_cancel(f);
+		weft__tls_loop = l;
+		l->running = true;
+		run(l);
+		l->running = false;
+		weft__tls_loop = NULL;
+	}
+#if WEFT_STACK_CENSUS
+	weft__census_report(l);
+#endif
+	weft__fiber_free_all(l);
+	io_uring_queue_exit(&l->ring);
+	weft__timers_fini(l);
+	weft__stacks_fini(&l->stacks);
+	free(l);
+}
+
+void weft_loop_stats(weft_loop *l, weft_stats *out)
+{
+	if (!l || !out)
+		return;
+	*out = l->stats;
+	out->fibers = l->live;
+	out->inflight = l->inflight;
+	out->stacks = l->stacks.mapped;
+	out->stacks_guarded = l->stacks.guarded;
+	if (l->ring.cq.koverflow)
+		out->cq_overflow += IO_URING_READ_ONCE(*l->ring.cq.koverflow);
+}
+
+weft_loop *weft_loop_current(void)
+{
+	return weft__tls_loop;
+}
+
+int weft_main(weft_fn fn, void *arg)
+{
+	weft_loop *l;
+	weft_fiber *f;
+	int result = 0;
+
+	if (!fn)
+		return -EINVAL;
+	if (weft__tls_loop)
+		return -EBUSY;
+
+	int rc = weft_loop_create(&l, NULL);
+
+	if (rc < 0)
+		return rc;
+	rc = weft_spawn(l, fn, arg, &f);
+	if (rc == 0)
+		rc = weft_loop_run(l);
+	if (rc == 0) {
+		result = f->result;
+		weft__fiber_release(l, f);
+	}
+	weft_loop_destroy(l);
+	return rc < 0 ? rc : result;
+}
+
+static int read_sysctl(const char *path)
+{
+	char buf[16] = { 0 };
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+
+	close(fd);
+	return n > 0 ? atoi(buf) : -1;
+}
+
+const char *weft_loop_explain(int err)
+{
+	switch (err) {
+	case 0:
+		return "io_uring is usable.";
+	case -ENOSYS:
+		return "io_uring is not available: the kernel lacks it (CONFIG_IO_URING, or older "
+		       "than 5.11) or a seccomp profile hides it (Docker 25+ and Kubernetes "
+		       "RuntimeDefault do); run on Linux 6.1+ or allow io_uring_setup, "
+		       "io_uring_enter "
+		       "and io_uring_register in the profile.";
+	case -EPERM:
+	case -EACCES:
+		switch (read_sysctl("/proc/sys/kernel/io_uring_disabled")) {
+		case 2:
+			return "io_uring is switched off by the sysctl kernel.io_uring_disabled=2; "
+			       "run 'sysctl -w kernel.io_uring_disabled=0' as root.";
+		case 1:
+			return "io_uring is limited by kernel.io_uring_disabled=1 to the group in "
+			       "kernel.io_uring_group; add this user to that group or run 'sysctl "
+			       "-w "
+			       "kernel.io_uring_disabled=0' as root.";
+		default:
+			return "io_uring_setup was refused by a security policy (seccomp in a "
+			       "container, or an LSM such as SELinux); allow io_uring_setup, "
+			       "io_uring_enter and io_uring_register for this program.";
+		}
+	case -ENOMEM:
+		return "the io_uring ring could not be allocated: on kernels before 5.12 it is "
+		       "charged to RLIMIT_MEMLOCK, so raise 'ulimit -l' (or LimitMEMLOCK= in "
+		       "systemd), or use a smaller weft_config.sq_entries.";
+	case -EINVAL:
+		return "the weft_config is invalid (sq_entries must be a power of two up to 32768, "
+		       "cq_entries at least twice that), or the kernel rejects the requested "
+		       "WEFT_RING_MODE; use WEFT_RING_MODE=auto.";
+	case -EMFILE:
+	case -ENFILE:
+		return "no file descriptor is free for the io_uring ring; raise 'ulimit -n'.";
+	default:
+		return "io_uring set-up failed with an unexpected error; see io_uring_setup(2).";
+	}
+}

@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The await primitive. An operation is an op record on the fiber's stack
+ * whose address is the SQE's user_data; the fiber parks until the reaper has
+ * copied the final CQE into the record. A deadline becomes a linked
+ * IORING_OP_LINK_TIMEOUT, a cancel an IORING_OP_ASYNC_CANCEL, and in both
+ * cases the fiber still waits for the operation's own CQE.
+ */
+#include "internal.h"
+
+#include <errno.h>
+
+/* The checks every blocking operation makes before it touches the ring. */
+int weft__op_check(struct weft_fiber **self)
+{
+	struct weft_loop *l = weft__tls_loop;
+	struct weft_fiber *f = l ? l->cur : NULL;
+
+	if (!f)
+		return -EPERM;
+	if (f->cancelled)
+		return -ECANCELED;
+	if (f->deadline != WEFT_FOREVER && weft_now() >= f->deadline)
+		return -ETIMEDOUT;
+	*self = f;
+	return 0;
+}
+
+/*
+ * An SQE for @self's next operation. With @deadline and a fiber deadline,
+ * room is made for the linked timeout too: a link must not be split by a
+ * flush between its two SQEs.
+ */
+struct io_uring_sqe *weft__op_sqe(struct weft_loop *l, struct weft_fiber *self, bool deadline)
+{
+	if (deadline && self->deadline != WEFT_FOREVER)
+		weft__ring_reserve(l, 2);
+	return weft__ring_sqe(l);
+}
+
+/*
+ * Submit @sqe (prepared by the caller) and park until its final CQE, then
+ * return cqe->res. With @deadline and a fiber deadline, a linked timeout
+ * bounds it; a timeout's -ECANCELED becomes -ETIMEDOUT here and only here.
+ */
+int weft__op_await(struct weft_loop *l, struct weft_fiber *self, struct weft__op *op,
+		   struct io_uring_sqe *sqe, bool deadline)
+{
+	struct __kernel_timespec ts;
+	bool linked = deadline && self->deadline != WEFT_FOREVER;
+
+	*op = (struct weft__op){ .fiber = self, .state = WEFT__OP_ARMED };
+	io_uring_sqe_set_data(sqe, op);
+	l->inflight++;
+	l->stats.sqes++;
+	if (linked) {
+		struct io_uring_sqe *lt = weft__ring_sqe(l); /* reserved: no flush here */
+
+		ts.tv_sec = self->deadline / WEFT_SEC;
+		ts.tv_nsec = self->deadline % WEFT_SEC;
+		sqe->flags |= IOSQE_IO_LINK;
+		io_uring_prep_link_timeout(lt, &ts, IORING_TIMEOUT_ABS);
+		io_uring_sqe_set_data64(lt, WEFT__UD_IGNORE);
+		l->inflight++;
+		l->stats.sqes++;
+	}
+
+	self->op = op;
+	while (op->state != WEFT__OP_DONE)
+		weft__fiber_park(l, self, WEFT__WAIT_IO, WEFT_FOREVER);
+	self->op = NULL;
+
+	if (linked && op->res == -ECANCELED && !self->cancelled && weft_now() >= self->deadline)
+		return -ETIMEDOUT;
+	return op->res;
+}
+
+/* Ask the kernel to cancel @op, once; its own CQE still ends it. */
+void weft__op_cancel(struct weft_loop *l, struct weft__op *op)
+{
+	if (!op || op->state != WEFT__OP_ARMED || op->cancel_sent)
+		return;
+
+	struct io_uring_sqe *sqe = weft__ring_sqe(l);
+
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+	io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
+	op->cancel_sent = true;
+	l->inflight++;
+	l->stats.sqes++;
+}
+
+/*
+ * Dispatch one CQE: copy it into its op record (the caller advances the CQ
+ * head only afterwards) and make the waiting fiber ready.
+ */
+void weft__op_complete(struct weft_loop *l, const struct io_uring_cqe *cqe)
+{
+	uint64_t ud = cqe->user_data;
+
+	if (ud == WEFT__UD_IGNORE) {
+		l->inflight--;
+		return;
+	}
+
+	struct weft__op *op = (struct weft__op *)(uintptr_t)ud;
+
+	if (WEFT__UNLIKELY(op->state != WEFT__OP_ARMED))
+		WEFT__BUG(op->fiber, "a CQE arrived for an operation that is not in flight");
+	op->res = cqe->res;
+	op->cflags = cqe->flags;
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		op->state = WEFT__OP_DONE;
+		l->inflight--;
+	}
+	weft__fiber_wake(op->fiber, 0);
+}
+
+int weft_nop(void)
+{
+	struct weft_fiber *self;
+	struct weft__op op;
+	int rc = weft__op_check(&self);
+
+	if (rc < 0)
+		return rc;
+
+	struct weft_loop *l = self->loop;
+	struct io_uring_sqe *sqe = weft__op_sqe(l, self, true);
+
+	io_uring_prep_nop(sqe);
+	return weft__op_await(l, self, &op, sqe, true);
+}

@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The ring: set-up with feature probing, SQE acquisition that flushes when
+ * the SQ is full, and the tick's single io_uring_enter that submits the
+ * round's SQEs and waits for the first completion or the nearest timer.
+ * Every io_uring_enter weft makes goes through enter() and is counted.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+#ifndef IORING_SETUP_DEFER_TASKRUN
+#define IORING_SETUP_DEFER_TASKRUN (1U << 13) /* Linux 6.1 */
+#endif
+
+/* Each mode's flags, best first; SUBMIT_ALL (5.18) is dropped on the way down. */
+static const struct {
+	uint32_t mode;
+	uint32_t flags;
+} modes[] = {
+	{ WEFT_RING_DEFER_TASKRUN,
+	  IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL },
+	{ WEFT_RING_COOP_TASKRUN,
+	  IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL },
+	{ WEFT_RING_PLAIN, IORING_SETUP_SUBMIT_ALL },
+	{ WEFT_RING_PLAIN, 0 },
+};
+
+static int try_setup(struct weft_loop *l, uint32_t flags)
+{
+	struct io_uring_params p;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = flags | IORING_SETUP_CQSIZE;
+	p.cq_entries = l->cfg.cq_entries;
+	int rc = io_uring_queue_init_params(l->cfg.sq_entries, &l->ring, &p);
+
+	if (rc == 0 && !(p.features & IORING_FEAT_NODROP)) {
+		/* Before Linux 5.5 a full CQ drops completions: not safe for weft. */
+		io_uring_queue_exit(&l->ring);
+		return -ENOSYS;
+	}
+	if (rc == 0 && !(p.features & IORING_FEAT_EXT_ARG)) {
+		/* Before Linux 5.11 enter cannot take a timeout; weft needs it. */
+		io_uring_queue_exit(&l->ring);
+		return -ENOSYS;
+	}
+	return rc;
+}
+
+/*
+ * Create the ring in the requested mode, or, for WEFT_RING_AUTO, in the best
+ * mode the kernel accepts (an older kernel answers -EINVAL to flags it does
+ * not know). Any other error is returned as it is: it is the reason io_uring
+ * cannot be used here (see weft_loop_explain).
+ */
+int weft__ring_setup(struct weft_loop *l)
+{
+	int rc = -EINVAL;
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		if (l->cfg.ring_mode != WEFT_RING_AUTO && l->cfg.ring_mode != modes[i].mode)
+			continue;
+		rc = try_setup(l, modes[i].flags);
+		if (rc == 0) {
+			l->stats.ring_mode = modes[i].mode;
+			l->stats.ring_flags = modes[i].flags;
+			break;
+		}
+		if (rc != -EINVAL)
+			return rc;
+	}
+	if (rc < 0)
+		return rc;
+	/* Linux 5.18: enter by registered index, saving an fd lookup per call. */
+	(void)io_uring_register_ring_fd(&l->ring);
+	return 0;
+}
+
+/* Publish the SQEs prepared since the last flush; returns how many wait. */
+static unsigned flush_sq(struct io_uring *r)
+{
+	struct io_uring_sq *sq = &r->sq;
+	unsigned tail = sq->sqe_tail;
+
+	if (sq->sqe_head != tail) {
+		sq->sqe_head = tail;
+		/* The kernel reads the tail, then the SQEs: publish with release. */
+		io_uring_smp_store_release(sq->ktail, tail);
+	}
+	return tail - IO_URING_READ_ONCE(*sq->khead);
+}
+
+static int enter(struct weft_loop *l, unsigned submit, unsigned wait_nr, unsigned flags, void *arg,
+		 size_t argsz)
+{
+	struct io_uring *r = &l->ring;
+	unsigned fd = r->ring_fd;
+
+	if (r->int_flags & 1 /* INT_FLAG_REG_RING in liburing */) {
+		fd = (unsigned)r->enter_ring_fd;
+		flags |= IORING_ENTER_REGISTERED_RING;
+	}
+	l->stats.enters++;
+	return io_uring_enter2(fd, submit, wait_nr, flags, arg, argsz);
+}
+
+/* Copy every CQE out and wake its fiber, then hand the slots back. */
+static void reap(struct weft_loop *l)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head;
+	unsigned n = 0;
+
+	io_uring_for_each_cqe(&l->ring, head, cqe)
+	{
+		weft__op_complete(l, cqe);
+		n++;
+	}
+	io_uring_cq_advance(&l->ring, n);
+	l->stats.cqes += n;
+}
+
+static bool cq_overflowing(struct io_uring *r)
+{
+	return IO_URING_READ_ONCE(*r->sq.kflags) & IORING_SQ_CQ_OVERFLOW;
+}
+
+/*
+ * Make room: submit what is queued (the kernel consumes SQEs during the
+ * call), reap what completed, repeat until @n SQEs are free. An operation
+ * never fails because the SQ was full.
+ */
+void weft__ring_reserve(struct weft_loop *l, unsigned n)
+{
+	struct io_uring *r = &l->ring;
+
+	while (io_uring_sq_space_left(r) < n) {
+		l->stats.sq_full++;
+		if (cq_overflowing(r))
+			l->stats.cq_overflow++;
+
+		int rc = enter(l, flush_sq(r), 0, IORING_ENTER_GETEVENTS, NULL, 0);
+
+		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+			WEFT__BUG(l->cur, "io_uring_enter failed while flushing a full SQ");
+		reap(l);
+	}
+}
+
+struct io_uring_sqe *weft__ring_sqe(struct weft_loop *l)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+
+	if (WEFT__UNLIKELY(!sqe)) {
+		weft__ring_reserve(l, 1);
+		sqe = io_uring_get_sqe(&l->ring);
+	}
+	return sqe;
+}
+
+/*
+ * One tick's trip to the kernel: submit the round's SQEs and, if @wait (no
+ * fiber is ready), sleep until a completion or @deadline (the nearest timer,
+ * WEFT_FOREVER for none). With nothing to submit, nothing in flight and no
+ * wait, no system call is made.
+ */
+int weft__ring_tick(struct weft_loop *l, bool wait, int64_t deadline)
+{
+	struct io_uring *r = &l->ring;
+	unsigned submit = flush_sq(r);
+	bool overflow = cq_overflowing(r);
+	bool defer = l->stats.ring_flags & IORING_SETUP_DEFER_TASKRUN;
+	unsigned wait_nr = wait ? 1 : 0;
+	struct __kernel_timespec ts;
+	struct io_uring_getevents_arg arg;
+	unsigned flags = IORING_ENTER_GETEVENTS;
+	void *argp = NULL;
+	size_t argsz = 0;
+
+	if (overflow)
+		l->stats.cq_overflow++;
+	if (io_uring_cq_ready(r) > 0)
+		wait_nr = 0; /* completions are already here: take them now */
+	if (wait_nr && deadline != WEFT_FOREVER) {
+		int64_t left = deadline - weft_now();
+
+		if (left <= 0) {
+			wait_nr = 0;
+		} else {
+			ts.tv_sec = left / WEFT_SEC;
+			ts.tv_nsec = left % WEFT_SEC;
+			memset(&arg, 0, sizeof(arg));
+			arg.ts = (uint64_t)(uintptr_t)&ts;
+			argp = &arg;
+			argsz = sizeof(arg);
+			flags |= IORING_ENTER_EXT_ARG;
+		}
+	}
+	/* Without DEFER_TASKRUN, finished work is in the CQ without a call. */
+	bool need = submit > 0 || overflow || wait_nr > 0 || (defer && l->inflight > 0);
+
+	if (need) {
+		int rc = enter(l, submit, wait_nr, flags, argp, argsz);
+
+		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+			return rc;
+	}
+	reap(l);
+	return 0;
+}
