@@ -25,7 +25,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,7 +229,6 @@ void weft__stack_check(const struct weft__stacks *s, const struct weft_fiber *f)
 /* ---- reporting a fault in a guard page ---------------------------------- */
 
 static struct sigaction old_segv;
-static bool segv_ours;
 
 static void put_str(const char *s)
 {
@@ -277,36 +275,41 @@ static void segv_handler(int sig, siginfo_t *si, void *uctx)
 	sigaction(SIGSEGV, &old_segv, NULL);
 }
 
-static void segv_install_once(void)
-{
-	struct sigaction cur;
-	struct sigaction sa;
-
-	if (sigaction(SIGSEGV, NULL, &cur) != 0 || cur.sa_handler != SIG_DFL ||
-	    (cur.sa_flags & SA_SIGINFO))
-		return; /* the program (or a sanitizer) has its own: leave it */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = segv_handler;
-	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-	sigemptyset(&sa.sa_mask);
-	old_segv = cur;
-	segv_ours = sigaction(SIGSEGV, &sa, NULL) == 0;
-}
-
 static __thread void *altstack;
 
+static bool segv_is_ours(const struct sigaction *sa)
+{
+	return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == segv_handler;
+}
+
 /*
- * Install the guard-page reporter once per process, and an alternate signal
- * stack on this thread if it has none: the handler cannot run on the stack
- * that just overflowed.
+ * Install the guard-page reporter if SIGSEGV has its default action (a
+ * program or sanitizer with its own handler keeps it), and an alternate
+ * signal stack on this thread if it has none: the handler cannot run on the
+ * stack that just overflowed. Checked at every loop creation, so a process
+ * that resets SIGSEGV (a forked child) gets it back.
  */
 void weft__stack_segv_install(void)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	stack_t cur;
+	struct sigaction cur;
+	stack_t ss;
 
-	pthread_once(&once, segv_install_once);
-	if (!segv_ours || altstack || sigaltstack(NULL, &cur) != 0 || !(cur.ss_flags & SS_DISABLE))
+	if (sigaction(SIGSEGV, NULL, &cur) != 0)
+		return;
+	if (!(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL) {
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = segv_handler;
+		sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+		sigemptyset(&sa.sa_mask);
+		old_segv = cur;
+		if (sigaction(SIGSEGV, &sa, NULL) != 0)
+			return;
+	} else if (!segv_is_ours(&cur)) {
+		return;
+	}
+	if (altstack || sigaltstack(NULL, &ss) != 0 || !(ss.ss_flags & SS_DISABLE))
 		return;
 
 	size_t size = 64 * 1024;
@@ -314,8 +317,7 @@ void weft__stack_segv_install(void)
 
 	if (!mem)
 		return;
-	stack_t ss = { .ss_sp = mem, .ss_size = size, .ss_flags = 0 };
-
+	ss = (stack_t){ .ss_sp = mem, .ss_size = size, .ss_flags = 0 };
 	if (sigaltstack(&ss, NULL) != 0) {
 		free(mem);
 		return;

@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: MIT */
+/* The loop: create, run, destroy, stats, ring modes, full SQ, CQ overflow. */
+#include "helpers.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void test_create_destroy_without_fibers(void **state)
+{
+	weft_loop *l;
+
+	(void)state;
+	assert_int_equal(weft_loop_create(&l, NULL), 0);
+	assert_int_equal(weft_loop_run(l), 0);
+	weft_loop_destroy(l);
+	weft_loop_destroy(NULL);
+}
+
+static void test_create_rejects_bad_config(void **state)
+{
+	weft_config cfg;
+	weft_loop *l = NULL;
+
+	(void)state;
+	assert_int_equal(weft_loop_create(NULL, NULL), -EINVAL);
+	weft_config_init(&cfg);
+	cfg.sq_entries = 3;
+	assert_int_equal(weft_loop_create(&l, &cfg), -EINVAL);
+	weft_config_init(&cfg);
+	cfg.sq_entries = 64;
+	cfg.cq_entries = 64; /* less than twice the SQ */
+	assert_int_equal(weft_loop_create(&l, &cfg), -EINVAL);
+	weft_config_init(&cfg);
+	cfg.stack_size = 0;
+	assert_int_equal(weft_loop_create(&l, &cfg), -EINVAL);
+	weft_config_init(&cfg);
+	cfg.ring_mode = 99;
+	assert_int_equal(weft_loop_create(&l, &cfg), -EINVAL);
+	weft_config_init(&cfg);
+	cfg.reserved[0] = 1;
+	assert_int_equal(weft_loop_create(&l, &cfg), -EINVAL);
+	assert_null(l);
+}
+
+static int ran;
+
+static int count_run(void *arg)
+{
+	(void)arg;
+	ran++;
+	return 0;
+}
+
+static void test_run_one_fiber(void **state)
+{
+	weft_loop *l;
+	weft_stats st;
+
+	(void)state;
+	ran = 0;
+	assert_int_equal(weft_loop_create(&l, NULL), 0);
+	assert_int_equal(weft_spawn(l, count_run, NULL, NULL), 0);
+	assert_int_equal(weft_loop_run(l), 0);
+	weft_loop_stats(l, &st);
+	assert_int_equal(ran, 1);
+	assert_int_equal(st.spawned, 1);
+	assert_int_equal(st.fibers, 0);
+	assert_true(st.switches >= 2);
+	weft_loop_destroy(l);
+}
+
+static void test_run_100k_fibers(void **state)
+{
+	enum { N = 100000 };
+	weft_loop *l;
+	weft_stats st;
+
+	(void)state;
+	ran = 0;
+	assert_int_equal(weft_loop_create(&l, NULL), 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(weft_spawn(l, count_run, NULL, NULL), 0);
+	assert_int_equal(weft_loop_run(l), 0);
+	weft_loop_stats(l, &st);
+	assert_int_equal(ran, N);
+	assert_int_equal(st.fibers_peak, N);
+	weft_loop_destroy(l);
+}
+
+static void test_run_is_not_reentrant(void **state)
+{
+	weft_loop *l;
+
+	(void)state;
+	assert_int_equal(weft_loop_create(&l, NULL), 0);
+	assert_int_equal(weft_loop_run(NULL), -EINVAL);
+	weft_loop_destroy(l);
+}
+
+static int nested_rc;
+
+static int try_nested(void *arg)
+{
+	weft_loop *l = arg;
+
+	nested_rc = weft_loop_run(l);
+	return 0;
+}
+
+static void test_run_inside_fiber_fails_ebusy(void **state)
+{
+	weft_loop *l;
+	weft_loop *other;
+
+	(void)state;
+	assert_int_equal(weft_loop_create(&l, NULL), 0);
+	assert_int_equal(weft_loop_create(&other, NULL), 0);
+	assert_int_equal(weft_spawn(l, try_nested, other, NULL), 0);
+	assert_int_equal(weft_loop_run(l), 0);
+	assert_int_equal(nested_rc, -EBUSY);
+	weft_loop_destroy(other);
+	weft_loop_destroy(l);
+}
+
+static int unwound;
+
+static int sleep_forever(void *arg)
+{
+	int *rc = arg;
+
+	*rc = weft_sleep(3600 * WEFT_SEC);
+	unwound++;
+	return 0;
+}
+
+static void test_destroy_cancels_and_joins_fibers_left(void **state)
+{
+	weft_loop *l;
+	weft_fiber *joinable;
+	int rc[3] = { 1, 1, 1 };
+
+	(void)state;
+	unwound = 0;
+	assert_int_equal(weft_loop_create(&l, NULL), 0);
+	assert_int_equal(weft_spawn(l, sleep_forever, &rc[0], NULL), 0);
+	assert_int_equal(weft_spawn(l, sleep_forever, &rc[1], &joinable), 0);
+	assert_int_equal(weft_spawn(l, sleep_forever, &rc[2], NULL), 0);
+	weft_loop_destroy(l); /* never run: destroy must still unwind all three */
+	assert_int_equal(unwound, 3);
+	/* They were never parked before the cancel, so the sleep saw it at once. */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(rc[i], -ECANCELED);
+}
+
+static int join_rc[2];
+
+static int a_joins_b(void *arg)
+{
+	weft_fiber **pair = arg;
+
+	join_rc[0] = weft_join(pair[1], NULL);
+	return 0;
+}
+
+static int b_joins_a(void *arg)
+{
+	weft_fiber **pair = arg;
+
+	join_rc[1] = weft_join(pair[0], NULL);
+	return 0;
+}
+
+static void test_run_reports_deadlock_and_destroy_cancels_parked(void **state)
+{
+	weft_loop *l;
+	weft_fiber *pair[2];
+
+	(void)state;
+	join_rc[0] = join_rc[1] = 1;
+	assert_int_equal(weft_loop_create(&l, NULL), 0);
+	assert_int_equal(weft_spawn(l, a_joins_b, pair, &pair[0]), 0);
+	assert_int_equal(weft_spawn(l, b_joins_a, pair, &pair[1]), 0);
+	assert_int_equal(weft_loop_run(l), -EDEADLK);
+	assert_int_equal(join_rc[0], 1); /* both still parked */
+	weft_loop_destroy(l);		 /* cancels both joins, runs them out, frees both */
+	assert_int_equal(join_rc[0], -ECANCELED);
+	assert_int_equal(join_rc[1], -ECANCELED);
+}
+
+struct nops {
+	int each;
+	int failed;
+	int done;
+};
+
+static int do_nops(void *arg)
+{
+	struct nops *n = arg;
+
+	for (int i = 0; i < n->each; i++) {
+		int rc = weft_nop();
+
+		if (rc != 0 && !n->failed)
+			n->failed = rc ? rc : -1;
+	}
+	n->done++;
+	return 0;
+}
+
+static int spawn_nop_fibers(void *arg)
+{
+	struct nops *n = arg;
+
+	for (int i = 0; i < 10000; i++)
+		if (weft_go(do_nops, n) < 0)
+			n->failed = -ENOMEM;
+	return 0;
+}
+
+static void test_tiny_sq_with_10k_fibers_loses_nothing(void **state)
+{
+	weft_config cfg;
+	weft_stats st;
+	struct nops n = { .each = 3 };
+
+	(void)state;
+	weft_config_init(&cfg);
+	cfg.sq_entries = 4;
+	cfg.cq_entries = 8; /* tiny CQ as well: 10k completions per round overflow it */
+	assert_int_equal(t_run_cfg(&cfg, spawn_nop_fibers, &n, &st), 0);
+	assert_int_equal(n.failed, 0);
+	assert_int_equal(n.done, 10000);
+	assert_true(st.sq_full > 0);
+	assert_int_equal(st.sqes, 30000);
+	assert_int_equal(st.cqes, 30000);
+	assert_int_equal(st.inflight, 0);
+}
+
+static void test_stats_count_enters_and_ops(void **state)
+{
+	weft_stats st;
+	struct nops n = { .each = 100 };
+
+	(void)state;
+	assert_int_equal(t_run_cfg(NULL, do_nops, &n, &st), 0);
+	assert_int_equal(n.failed, 0);
+	assert_int_equal(st.sqes, 100);
+	assert_int_equal(st.cqes, 100);
+	assert_true(st.enters >= 100); /* one fiber: one op per tick */
+	assert_true(st.enters <= 101);
+}
+
+static int batched_nop(void *arg)
+{
+	(void)arg;
+	return weft_nop();
+}
+
+static int gather_nops(void *arg)
+{
+	static weft_call calls[1000];
+
+	(void)arg;
+	for (int i = 0; i < 1000; i++)
+		calls[i] = (weft_call){ .fn = batched_nop };
+	return weft_gather(calls, 1000);
+}
+
+static void test_concurrent_ops_share_enters(void **state)
+{
+	weft_config cfg;
+	weft_stats st;
+
+	(void)state;
+	weft_config_init(&cfg);
+	cfg.sq_entries = 1024;
+	assert_int_equal(t_run_cfg(&cfg, gather_nops, NULL, &st), 0);
+	assert_int_equal(st.sqes, 1000);
+	assert_true(st.enters <= 3); /* one round submits all 1000 NOPs at once */
+}
+
+static void test_every_ring_mode(void **state)
+{
+	static const uint32_t modes[] = { WEFT_RING_DEFER_TASKRUN, WEFT_RING_COOP_TASKRUN,
+					  WEFT_RING_PLAIN };
+
+	(void)state;
+	for (size_t i = 0; i < 3; i++) {
+		weft_config cfg;
+		weft_stats st;
+		struct nops n = { .each = 10 };
+
+		weft_config_init(&cfg);
+		cfg.ring_mode = modes[i];
+
+		int rc = t_run_cfg(&cfg, do_nops, &n, &st);
+
+		if (rc == -EINVAL) {
+			print_message("ring mode %u not supported by this kernel\n", modes[i]);
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		assert_int_equal(n.failed, 0);
+		assert_int_equal(st.ring_mode, modes[i]);
+	}
+}
+
+static void test_explain_names_the_fix(void **state)
+{
+	(void)state;
+	assert_non_null(strstr(weft_loop_explain(-ENOSYS), "seccomp"));
+	assert_non_null(strstr(weft_loop_explain(-EPERM), "io_uring"));
+	assert_non_null(strstr(weft_loop_explain(-ENOMEM), "ulimit -l"));
+	assert_non_null(weft_loop_explain(-12345));
+}
+
+static void test_version_matches_header(void **state)
+{
+	char want[32];
+
+	(void)state;
+	snprintf(want, sizeof(want), "%d.%d.%d", WEFT_VERSION_MAJOR, WEFT_VERSION_MINOR,
+		 WEFT_VERSION_PATCH);
+	assert_string_equal(weft_version(), want);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_create_destroy_without_fibers),
+		cmocka_unit_test(test_create_rejects_bad_config),
+		cmocka_unit_test(test_run_one_fiber),
+		cmocka_unit_test(test_run_100k_fibers),
+		cmocka_unit_test(test_run_is_not_reentrant),
+		cmocka_unit_test(test_run_inside_fiber_fails_ebusy),
+		cmocka_unit_test(test_destroy_cancels_and_joins_fibers_left),
+		cmocka_unit_test(test_run_reports_deadlock_and_destroy_cancels_parked),
+		cmocka_unit_test(test_tiny_sq_with_10k_fibers_loses_nothing),
+		cmocka_unit_test(test_stats_count_enters_and_ops),
+		cmocka_unit_test(test_concurrent_ops_share_enters),
+		cmocka_unit_test(test_every_ring_mode),
+		cmocka_unit_test(test_explain_names_the_fix),
+		cmocka_unit_test(test_version_matches_header),
+	};
+
+	if (!t_io_uring_usable())
+		return 77;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
