@@ -477,6 +477,17 @@ static int overflow_then_yield(void *arg)
 	return use_stack(20, 1); /* ~21 KiB on a 16 KiB stack, then a switch */
 }
 
+static int spawn_overflow_then_yield(void *arg)
+{
+	weft_fiber *f;
+
+	(void)arg;
+	/* The second stack of the slab: below it lies the first, not a guard page. */
+	if (weft_spawn(NULL, overflow_then_yield, NULL, &f) < 0)
+		return -1;
+	return weft_join(f, NULL);
+}
+
 static void run_overflow(const weft_config *cfg, weft_fn fn)
 {
 	struct sigaction dfl;
@@ -501,10 +512,10 @@ static void child_overflow_canary(void)
 	weft_config_init(&cfg);
 	cfg.stack_guards = 0;
 	cfg.stack_size = 16 * 1024;
-	run_overflow(&cfg, overflow_then_yield);
+	run_overflow(&cfg, spawn_overflow_then_yield);
 }
 
-static void assert_overflow_reported(void (*child)(void))
+static void assert_overflow_reported(void (*child)(void), const char *how)
 {
 	char err[4096];
 	int status;
@@ -518,18 +529,19 @@ static void assert_overflow_reported(void (*child)(void))
 	assert_non_null(strstr(err, "overflow"));
 	assert_non_null(strstr(err, "fiber"));
 	assert_non_null(strstr(err, "stack_size"));
+	assert_non_null(strstr(err, how));
 }
 
 static void test_stack_overflow_into_guard_page_aborts_naming_fiber(void **state)
 {
 	(void)state;
-	assert_overflow_reported(child_overflow_guarded);
+	assert_overflow_reported(child_overflow_guarded, "guard page");
 }
 
 static void test_stack_overflow_without_guard_caught_at_switch(void **state)
 {
 	(void)state;
-	assert_overflow_reported(child_overflow_canary);
+	assert_overflow_reported(child_overflow_canary, "stack overflow: the");
 }
 
 /* ---- out of memory ------------------------------------------------------ */
