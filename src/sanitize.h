@@ -27,7 +27,15 @@ void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_
 #define weft__asan_start(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
 #define weft__asan_finish(save, bottom_old, size_old)                                              \
 	__sanitizer_finish_switch_fiber(save, bottom_old, size_old)
+/*
+ * A fiber that returns leaves the redzones of the frames it never unwound
+ * (the switch out of fiber_exit) poisoned; the next fiber on that stack
+ * must start from clean shadow.
+ */
+void __asan_unpoison_memory_region(const volatile void *addr, size_t size);
+#define weft__asan_unpoison(addr, size) __asan_unpoison_memory_region(addr, size)
 #else
+#define weft__asan_unpoison(addr, size) ((void)(addr), (void)(size))
 #define weft__asan_start(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
 #define weft__asan_finish(save, bottom_old, size_old)                                              \
 	((void)(save), (void)(bottom_old), (void)(size_old))

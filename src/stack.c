@@ -178,6 +178,7 @@ struct weft_fiber *weft__stack_alloc(struct weft__stacks *s)
 	f->vg_id = vg_id;
 	f->guarded = guarded;
 	f->asan_fake = NULL;
+	weft__asan_unpoison(lo, (size_t)(top - lo));
 #if WEFT_STACK_CENSUS
 	memset(lo + 8, 0xa5, (size_t)(top - lo) - 8);
 #endif

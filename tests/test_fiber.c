@@ -524,6 +524,12 @@ static void assert_overflow_reported(void (*child)(void), const char *how)
 		skip(); /* valgrind reports the fault itself */
 	status = t_fork(child, err, sizeof(err));
 	print_message("child stderr: %s", err);
+#if defined(WEFT_TEST_SANITIZED)
+	/* ASan may see the overflow first, as a write into a poisoned redzone. */
+	if (strstr(err, "AddressSanitizer: stack-buffer") && WIFEXITED(status) &&
+	    WEXITSTATUS(status) != 0)
+		return;
+#endif
 	assert_true(WIFSIGNALED(status));
 	assert_int_equal(WTERMSIG(status), SIGABRT);
 	assert_non_null(strstr(err, "overflow"));
