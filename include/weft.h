@@ -86,10 +86,15 @@ typedef struct weft_config {
 	 */
 	size_t stack_size;
 	/*
-	 * How many stacks get an inaccessible guard page below them. A guard
-	 * page costs two kernel memory mappings (vm.max_map_count is 65530 on
-	 * a stock kernel), so past this count stacks are checked by a canary
-	 * and a stack-pointer bound at every switch instead. Default 8192.
+	 * Guard pages below stacks; 0 turns them off. On Linux 6.13 and later
+	 * a guard page is a page-table marker (MADV_GUARD_INSTALL) that costs
+	 * no memory mapping, and every stack of more than one page gets one.
+	 * Otherwise a guard page costs two kernel memory mappings
+	 * (vm.max_map_count is 65530 on a stock kernel), and only the first
+	 * stack_guards stacks get one. One-page stacks past the first
+	 * stack_guards go unguarded into huge-page-backed slabs. An unguarded
+	 * stack is checked by a canary and a stack-pointer bound at every
+	 * switch instead. Default 8192.
 	 */
 	uint32_t stack_guards;
 	/* Most fibers alive at once; weft_spawn fails -EAGAIN past it. Default 4194304. */

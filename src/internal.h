@@ -15,6 +15,7 @@
 
 #include <assert.h>
 #include <liburing.h>
+#include <sys/uio.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -143,8 +144,14 @@ struct weft__stacks {
 	struct weft_fiber *free; /* fibers ready for reuse */
 	uint64_t mapped;
 	uint64_t guarded;
-	uint64_t canary; /* written at stack_lo, checked at every switch */
-	bool populate;	 /* MADV_POPULATE_WRITE works on this kernel */
+	uint64_t canary;    /* written at stack_lo, checked at every switch */
+	bool populate;	    /* MADV_POPULATE_WRITE works on this kernel */
+	bool markers;	    /* MADV_GUARD_INSTALL works on this kernel (6.13) */
+	bool batch;	    /* process_madvise() takes our advice in batches */
+	struct iovec *iov;  /* process_madvise batch, BATCH entries */
+	bool probed;	    /* markers has been probed */
+	bool guards_wanted; /* stack_guards was not 0 */
+	uint64_t huge;	    /* stacks in slabs backed by transparent huge pages */
 };
 
 struct weft_loop {

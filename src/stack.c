@@ -6,20 +6,30 @@
  * struct weft_fiber). The invariant: a stack on the free list belongs to no
  * fiber and no SQE.
  *
- * Overflow detection has two tiers, because a guard page per stack costs two
- * kernel mappings and vm.max_map_count (65530 by default) stops that near
- * 32k stacks:
- *   - the first weft_config.stack_guards stacks get a PROT_NONE guard page;
- *     a SIGSEGV in it is reported by name (if the process has no SIGSEGV
- *     handler of its own);
- *   - every stack has a canary at its lowest usable word, and every switch
- *     checks it and the stack pointer; an unguarded slab has one guard page
+ * Overflow detection:
+ *   - Guard pages. On Linux 6.13 and later a guard page is a marker in the
+ *     page table (MADV_GUARD_INSTALL): it costs no memory mapping, so every
+ *     stack gets one, installed 1024 at a time with process_madvise(). On
+ *     older kernels a guard page is an mprotect()ed page that splits the
+ *     mapping, and vm.max_map_count (65530 by default) stops that near 32k
+ *     stacks, so only the first weft_config.stack_guards stacks get one. A
+ *     fault in a guard page is reported naming the fiber (if the process has
+ *     no SIGSEGV handler of its own).
+ *   - Canaries. Every stack has a canary at its lowest usable word, and every
+ *     switch checks it and the stack pointer. Every slab has a guard page
  *     below it, so an overflow never runs into memory that is not a stack.
+ *   - One-page stacks (stack_size 4096, the million-fiber set-up) past the
+ *     first stack_guards go unguarded into slabs backed by transparent huge
+ *     pages, because a guard would break up the huge page (see below).
  *
- * Page faults cost ~13 us each on the machines weft is measured on, against
- * ~3 us for MADV_POPULATE_WRITE of one page and ~0.6 us per page for a
- * contiguous populate; so a new slab pre-faults the top page of every stack
- * (the whole slab when a stack is one page), and reuse faults nothing.
+ * Page costs on the virtual machines weft is measured on (bench/pagecost):
+ * a first-touch fault of a 4 KiB page costs ~10-13 us; MADV_POPULATE_WRITE
+ * costs ~2.5 us a page one call per page, ~0.8 us a page batched through
+ * process_madvise(), and the first touch after it still ~1.7-5 us (the
+ * hypervisor fills its own tables); a transparent huge page costs ~0.23 us
+ * per 4 KiB once the host has backed the memory. So a new slab pre-faults the
+ * top page of every stack in batches, and a slab of one-page stacks asks for
+ * huge pages instead; reuse faults nothing.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -29,11 +39,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13 */
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434 /* Linux 5.3, same number on every architecture */
+#endif
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440 /* Linux 5.10 */
+#endif
+#define BATCH 1024 /* UIO_MAXIOV */
 
 #define FIRST_SLAB 16
 #define MAX_SLAB 4096
@@ -51,28 +73,69 @@ int weft__stacks_init(struct weft__stacks *s, const weft_config *cfg)
 	if (s->slot < sizeof(struct weft_fiber) + 1024)
 		s->slot = round_up(sizeof(struct weft_fiber) + 1024, s->page);
 	s->guards_left = cfg->stack_guards;
+	s->guards_wanted = cfg->stack_guards > 0;
 	s->next_slab = FIRST_SLAB;
 	s->populate = true;
+	s->iov = malloc(BATCH * sizeof(*s->iov));
+	s->batch = s->iov != NULL;
+	s->markers = true; /* until the first slab's probe says otherwise */
 	s->canary = 0x5741524e5f574654ull ^ (uint64_t)(uintptr_t)s ^ (uint64_t)getpid() << 17;
 	return 0;
 }
 
-/* Pre-fault the pages every fiber touches first. Failure only costs faults. */
+/*
+ * Give @advice for @count pages, one at @base + i * @stride + @off each:
+ * through process_madvise() in batches where the kernel allows it (one
+ * system call per 1024 pages), else one madvise() per page. 0 or -errno.
+ */
+static int advise_each(struct weft__stacks *s, char *base, size_t count, size_t stride, size_t off,
+		       int advice)
+{
+	if (s->batch) {
+		int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+		/* Made at loop creation: this may run on a one-page fiber stack. */
+		struct iovec *iov = s->iov;
+		size_t done = 0;
+
+		while (pidfd >= 0 && iov && done < count) {
+			size_t n = count - done < BATCH ? count - done : BATCH;
+
+			for (size_t i = 0; i < n; i++) {
+				iov[i].iov_base = base + (done + i) * stride + off;
+				iov[i].iov_len = s->page;
+			}
+			if (syscall(SYS_process_madvise, pidfd, iov, n, advice, 0) !=
+			    (long)(n * s->page))
+				break;
+			done += n;
+		}
+		if (pidfd >= 0)
+			close(pidfd);
+		if (done == count)
+			return 0;
+		/* Before 5.10, under seccomp, or an advice it does not take: go one by one. */
+		s->batch = done > 0;
+		base += done * stride;
+		count -= done;
+	}
+	for (size_t i = 0; i < count; i++)
+		if (madvise(base + i * stride + off, s->page, advice) != 0)
+			return -errno;
+	return 0;
+}
+
+/* Pre-fault the top page of each stack, where a fiber starts. Failure only costs faults. */
 static void populate(struct weft__stacks *s, char *base, size_t count, size_t slot)
 {
 	if (!s->populate)
 		return;
 	if (slot == s->page) {
 		if (madvise(base, count * slot, MADV_POPULATE_WRITE) != 0)
-			s->populate = false;
+			s->populate = false; /* EINVAL before Linux 5.14 */
 		return;
 	}
-	for (size_t i = 0; i < count; i++) {
-		if (madvise(base + (i + 1) * slot - s->page, s->page, MADV_POPULATE_WRITE) != 0) {
-			s->populate = false; /* EINVAL before Linux 5.14 */
-			return;
-		}
-	}
+	if (advise_each(s, base, count, slot, slot - s->page, MADV_POPULATE_WRITE) < 0)
+		s->populate = false;
 }
 
 /* Carve @count stacks out of @base and push them on the free list. */
@@ -92,20 +155,49 @@ static void carve(struct weft__stacks *s, char *base, size_t count, size_t slot,
 		f->stack_top = (char *)((uintptr_t)f & ~(uintptr_t)15);
 		f->guarded = guarded;
 		f->vg_id = weft__vg_stack_register(lo, f->stack_top);
-		*(uint64_t *)lo = s->canary;
+		/* A guarded stack needs no canary, and writing one would fault its page in. */
+		if (!guarded)
+			*(uint64_t *)lo = s->canary;
 		f->next = s->free;
 		s->free = f;
 	}
 }
 
 /* Map a new slab; -ENOMEM if the kernel refuses. */
+static void probe_markers(struct weft__stacks *s)
+{
+	char *p = mmap(NULL, s->page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	s->markers = p != MAP_FAILED && madvise(p, s->page, MADV_GUARD_INSTALL) == 0;
+	if (p != MAP_FAILED)
+		munmap(p, s->page);
+	s->probed = true;
+}
+
+/* Make the first page of each of @count slots of @base a guard page. */
+static int install_guards(struct weft__stacks *s, char *base, size_t count, size_t slot)
+{
+	if (s->markers)
+		return advise_each(s, base, count, slot, 0, MADV_GUARD_INSTALL);
+	for (size_t i = 0; i < count; i++)
+		if (mprotect(base + i * slot, s->page, PROT_NONE) != 0)
+			return -ENOMEM; /* out of map count */
+	return 0;
+}
+
+/* Map a new slab; -ENOMEM if the kernel refuses. */
 static int grow(struct weft__stacks *s)
 {
-	bool guarded = s->guards_left > 0;
+	if (!s->probed)
+		probe_markers(s);
+
+	/* Guard markers cost no mapping: every stack of more than a page gets one. */
+	bool unlimited = s->markers && s->slot > s->page && s->guards_wanted;
+	bool guarded = unlimited || s->guards_left > 0;
 	size_t count = s->next_slab;
 	size_t slot = s->slot + (guarded ? s->page : 0);
 
-	if (guarded && count > s->guards_left)
+	if (guarded && !unlimited && count > s->guards_left)
 		count = s->guards_left;
 
 	/* One extra page below the slab: the guard of its lowest stack. */
@@ -126,29 +218,35 @@ static int grow(struct weft__stacks *s)
 
 	if (mprotect(map, s->page, PROT_NONE) != 0)
 		goto out_unmap;
-	for (size_t i = 0; guarded && i < count; i++)
-		if (mprotect(base + i * slot, s->page, PROT_NONE) != 0)
-			goto out_unmap; /* ENOMEM: out of map count */
+	if (guarded && install_guards(s, base, count, slot) < 0)
+		goto out_unmap;
 
 	*slab = (struct weft__slab){ .next = s->slabs, .base = map, .len = len, .count = count };
 	s->slabs = slab;
 	s->mapped += count;
 	if (guarded) {
-		s->guards_left -= count;
+		s->guards_left -= unlimited || count > s->guards_left ? s->guards_left : count;
 		s->guarded += count;
 	}
 	if (s->next_slab < MAX_SLAB)
 		s->next_slab *= 2;
-	populate(s, base, count, slot);
+	if (!guarded && slot == s->page && madvise(base, count * slot, MADV_HUGEPAGE) == 0)
+		s->huge += count; /* one fault per 2 MiB instead of one per stack */
+	else
+		populate(s, base, count, slot);
 	carve(s, base, count, slot, guarded);
 	return 0;
 
 out_unmap:
 	munmap(map, len);
 	free(slab);
-	if (guarded) {
+	if (guarded && !unlimited) {
 		/* The map count ran out: no more guard pages, fall back to canaries. */
 		s->guards_left = 0;
+		return grow(s);
+	}
+	if (guarded && s->markers) {
+		s->markers = false; /* refused after the probe (seccomp?): use mprotect */
 		return grow(s);
 	}
 	return -ENOMEM;
@@ -207,6 +305,8 @@ void weft__stacks_fini(struct weft__stacks *s)
 	}
 	s->slabs = NULL;
 	s->free = NULL;
+	free(s->iov);
+	s->iov = NULL;
 }
 
 /*
@@ -218,7 +318,7 @@ void weft__stack_check(const struct weft__stacks *s, const struct weft_fiber *f)
 {
 	char *sp = __builtin_frame_address(0);
 
-	if (WEFT__UNLIKELY(*(const uint64_t *)f->stack_lo != s->canary))
+	if (WEFT__UNLIKELY(!f->guarded && *(const uint64_t *)f->stack_lo != s->canary))
 		WEFT__BUG(f,
 			  "stack overflow: the canary at the bottom of its stack was overwritten; "
 			  "raise weft_config.stack_size");

@@ -168,7 +168,7 @@ static void test_join_fails_on_null_self_and_second_joiner(void **state)
 	assert_int_equal(t_run(join_errors, &fr), 0);
 	assert_int_equal(fr.e.null_rc, -EINVAL);
 	assert_int_equal(fr.e.self_rc, -EDEADLK);
-	assert_int_equal(fr.e.busy_rc, 0);   /* second_joiner got there first */
+	assert_int_equal(fr.e.busy_rc, 0); /* second_joiner got there first */
 	assert_int_equal(fr.e.first_rc, -EBUSY);
 }
 

@@ -229,7 +229,8 @@ static int nested_gather(void *arg)
 	int sum = 0;
 
 	for (int i = 0; i < 10; i++)
-		calls[i] = (weft_call){ .fn = nested_leaf, .arg = (void *)(intptr_t)(i + (intptr_t)arg) };
+		calls[i] =
+		    (weft_call){ .fn = nested_leaf, .arg = (void *)(intptr_t)(i + (intptr_t)arg) };
 	if (weft_gather(calls, 10) < 0)
 		return -1;
 	for (int i = 0; i < 10; i++)

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_switch: ns per fiber switch, two fibers yielding to each other,
+ * against glibc swapcontext doing the same ping-pong in the same process.
+ * Each side runs REPS times; the line reports medians.
+ *   bench=switch n=… weft_ns=… swapcontext_ns=… ratio=… switches_per_yield=…
+ */
+#define _GNU_SOURCE
+#include "common.h"
+
+#include <weft.h>
+
+#include <ucontext.h>
+
+enum { REPS = 7 };
+
+static long long n = 10000000;
+
+static int yielder(void *arg)
+{
+	(void)arg;
+	for (long long i = 0; i < n; i++)
+		weft_yield();
+	return 0;
+}
+
+static double weft_once(double *switches_per_yield)
+{
+	weft_loop *l;
+	weft_stats st;
+	int64_t t0;
+
+	if (weft_loop_create(&l, NULL) < 0)
+		return -1;
+	weft_spawn(l, yielder, NULL, NULL);
+	weft_spawn(l, yielder, NULL, NULL);
+	t0 = b_now();
+	weft_loop_run(l);
+	double ns = (double)(b_now() - t0);
+
+	weft_loop_stats(l, &st);
+	weft_loop_destroy(l);
+	*switches_per_yield = (double)st.switches / (double)(2 * n);
+	return ns / (double)st.switches;
+}
+
+static ucontext_t main_uc, a_uc, b_uc;
+
+static void uc_a(void)
+{
+	for (long long i = 0; i < n; i++)
+		swapcontext(&a_uc, &b_uc);
+	swapcontext(&a_uc, &main_uc);
+}
+
+static void uc_b(void)
+{
+	for (;;)
+		swapcontext(&b_uc, &a_uc);
+}
+
+static double swapcontext_once(void)
+{
+	static char sa[64 * 1024], sb[64 * 1024];
+	int64_t t0;
+
+	getcontext(&a_uc);
+	a_uc.uc_stack = (stack_t){ .ss_sp = sa, .ss_size = sizeof(sa) };
+	a_uc.uc_link = &main_uc;
+	makecontext(&a_uc, uc_a, 0);
+	getcontext(&b_uc);
+	b_uc.uc_stack = (stack_t){ .ss_sp = sb, .ss_size = sizeof(sb) };
+	b_uc.uc_link = &main_uc;
+	makecontext(&b_uc, uc_b, 0);
+	t0 = b_now();
+	swapcontext(&main_uc, &a_uc);
+	return (double)(b_now() - t0) / (double)(2 * n);
+}
+
+static int cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+	double w[REPS], s[REPS], per_yield = 0;
+
+	if (argc > 2 || (argc == 2 && (n = b_parse_count(argv[1], "N")) < 1)) {
+		fprintf(stderr, "usage: bench_switch [YIELDS_PER_FIBER]\n");
+		return 2;
+	}
+	long long sn = n;
+
+	for (int r = 0; r < REPS; r++) {
+		n = sn;
+		w[r] = weft_once(&per_yield);
+		if (w[r] < 0) {
+			weft_loop *l;
+			int rc = weft_loop_create(&l, NULL);
+
+			fprintf(stderr, "bench_switch: %s\n", weft_loop_explain(rc));
+			return 1;
+		}
+		n = sn / 10; /* swapcontext is slow: fewer rounds, same per-switch figure */
+		s[r] = swapcontext_once();
+	}
+	qsort(w, REPS, sizeof(double), cmp);
+	qsort(s, REPS, sizeof(double), cmp);
+	printf("bench=switch n=%lld weft_ns=%.2f weft_min_ns=%.2f weft_max_ns=%.2f "
+	       "swapcontext_ns=%.1f ratio=%.0f switches_per_yield=%.3f\n",
+	       sn, w[REPS / 2], w[0], w[REPS - 1], s[REPS / 2], s[REPS / 2] / w[REPS / 2],
+	       per_yield);
+	return 0;
+}
