@@ -72,7 +72,8 @@ static void jump(struct weft_loop *l, struct weft_fiber *from, struct weft_fiber
 	void **fake = from ? &from->asan_fake : &l->asan_fake;
 
 	if (from) {
-		weft__stack_check(&l->stacks, from);
+		if (!from->guarded) /* a guard page catches the overflow of a guarded one */
+			weft__stack_check(&l->stacks, from);
 		if (from->state == WEFT__FIBER_DONE)
 			fake = NULL; /* its stack is finished: ASan drops the fake stack */
 	}
@@ -102,6 +103,13 @@ void weft__fiber_schedule(struct weft_loop *l, struct weft_fiber *self)
 	if (l->round_left > 0 && l->runq_head) {
 		next = runq_pop(l);
 		l->round_left--;
+	} else if (l->runq_head && l->inflight == 0 && l->timers.len == 0) {
+		/*
+		 * Nothing for the kernel and no timer: the tick would make no
+		 * system call, so start the next round here, fiber to fiber.
+		 */
+		next = runq_pop(l);
+		l->round_left = l->runq_len;
 	}
 	if (next == self) {
 		self->state = WEFT__FIBER_RUNNING;
