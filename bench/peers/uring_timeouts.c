@@ -19,9 +19,15 @@ int main(int argc, char **argv)
 	unsigned enters = 0;
 	int rc;
 
-	if (argc != 3 || (n = b_parse_count(argv[1], "N")) < 0 ||
-	    (d_ms = b_parse_count(argv[2], "D_MS")) < 0) {
-		fprintf(stderr, "usage: peer_uring_timeouts N D_MS\n");
+	const char *log = NULL;
+
+	if (argc == 5 && !strcmp(argv[3], "--log"))
+		log = argv[4];
+	else if (argc != 3)
+		n = -1;
+	if ((argc != 3 && argc != 5) || !(argc == 3 || log) ||
+	    (n = b_parse_count(argv[1], "N")) < 0 || (d_ms = b_parse_count(argv[2], "D_MS")) < 0) {
+		fprintf(stderr, "usage: peer_uring_timeouts N D_MS [--log FILE]\n");
 		return 2;
 	}
 	int64_t t0 = b_now();
@@ -58,9 +64,20 @@ int main(int argc, char **argv)
 		seen += got;
 	}
 	io_uring_queue_exit(&ring);
-	printf("bench=sleep mode=uring-timeouts n=%lld d_ms=%lld status=ok done=%lld wall_s=%.4f",
-	       n, d_ms, seen, (double)(b_now() - t0) / 1e9);
-	b_print_rusage(stdout);
-	printf(" enters=%u enters_per_task=%.6f\n", enters, (double)enters / (double)(n ? n : 1));
+
+	FILE *logf = log ? fopen(log, "a") : NULL;
+	FILE *outs[2] = { stdout, logf };
+
+	for (int i = 0; i < 2 && outs[i]; i++) {
+		fprintf(outs[i],
+			"bench=sleep mode=uring-timeouts n=%lld d_ms=%lld status=ok done=%lld "
+			"wall_s=%.4f",
+			n, d_ms, seen, (double)(b_now() - t0) / 1e9);
+		b_print_rusage(outs[i]);
+		fprintf(outs[i], " enters=%u enters_per_task=%.6f\n", enters,
+			(double)enters / (double)(n ? n : 1));
+	}
+	if (logf)
+		fclose(logf);
 	return 0;
 }
