@@ -26,11 +26,12 @@ struct opts {
 	long long n;
 	long long d_ms;
 	long long stack;
+	long long guards; /* -1: the library's default */
 	int kernel_timers;
 	const char *log;
 };
 
-static struct opts o = { .stack = 64 * 1024 };
+static struct opts o = { .stack = 64 * 1024, .guards = -1 };
 static long kernel_before;
 static long kernel_mid = -1;
 static char extra[512]; /* mode-specific fields of the result line */
@@ -38,7 +39,7 @@ static char extra[512]; /* mode-specific fields of the result line */
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: bench_sleep weft|threads|sequential N D_MS [--stack BYTES] "
-		   "[--timers heap|kernel] [--log FILE]\n"
+		   "[--guards N] [--timers heap|kernel] [--log FILE]\n"
 		   "       bench_sleep demo UNIT_MS\n"
 		   "       bench_sleep check\n");
 }
@@ -114,6 +115,8 @@ static int run_weft(void)
 		calls[i] = (weft_call){ .fn = weft_task };
 	weft_config_init(&cfg);
 	cfg.stack_size = (size_t)o.stack;
+	if (o.guards >= 0)
+		cfg.stack_guards = (uint32_t)o.guards;
 	cfg.sq_entries = 4096;
 	cfg.timer_mode = o.kernel_timers ? WEFT_TIMERS_KERNEL : WEFT_TIMERS_HEAP;
 	rc = weft_loop_create(&l, &cfg);
@@ -271,6 +274,10 @@ int main(int argc, char **argv)
 			o.stack = b_parse_count(argv[++i], "--stack");
 			if (o.stack < 4096)
 				return fprintf(stderr, "--stack: at least 4096\n"), 2;
+		} else if (!strcmp(argv[i], "--guards") && i + 1 < argc) {
+			o.guards = b_parse_count(argv[++i], "--guards");
+			if (o.guards < 0 || o.guards > UINT32_MAX)
+				return fprintf(stderr, "--guards: 0 to %u\n", UINT32_MAX), 2;
 		} else if (!strcmp(argv[i], "--timers") && i + 1 < argc) {
 			i++;
 			if (strcmp(argv[i], "heap") && strcmp(argv[i], "kernel"))

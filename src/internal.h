@@ -152,6 +152,7 @@ struct weft__stacks {
 	bool probed;	    /* markers has been probed */
 	bool guards_wanted; /* stack_guards was not 0 */
 	uint64_t huge;	    /* stacks in slabs backed by transparent huge pages */
+	bool thp;	    /* MADV_HUGEPAGE may work: align one-page slabs for it */
 };
 
 struct weft_loop {

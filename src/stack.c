@@ -58,6 +58,7 @@
 #define BATCH 1024 /* UIO_MAXIOV */
 
 #define FIRST_SLAB 16
+#define HUGE ((size_t)2 << 20) /* a transparent huge page on x86-64 and 4K-page aarch64 */
 #define MAX_SLAB 4096
 
 static size_t round_up(size_t v, size_t to)
@@ -79,6 +80,7 @@ int weft__stacks_init(struct weft__stacks *s, const weft_config *cfg)
 	s->iov = malloc(BATCH * sizeof(*s->iov));
 	s->batch = s->iov != NULL;
 	s->markers = true; /* until the first slab's probe says otherwise */
+	s->thp = s->page == 4096;
 	s->canary = 0x5741524e5f574654ull ^ (uint64_t)(uintptr_t)s ^ (uint64_t)getpid() << 17;
 	return 0;
 }
@@ -200,13 +202,36 @@ static int grow(struct weft__stacks *s)
 	if (guarded && !unlimited && count > s->guards_left)
 		count = s->guards_left;
 
+	/*
+	 * Unguarded one-page stacks go into huge pages: whole ones, so the slab
+	 * is a multiple of HUGE bytes and starts on a HUGE boundary (a
+	 * misaligned slab leaves up to 2 MiB at each end in small pages).
+	 */
+	bool huge = !guarded && slot == s->page && s->thp;
+	size_t per_huge = HUGE / slot;
+
+	if (huge)
+		count = round_up(count, per_huge);
+
 	/* One extra page below the slab: the guard of its lowest stack. */
 	size_t len = count * slot + s->page;
-	char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	size_t extra = huge ? HUGE : 0;
+	char *map = mmap(NULL, len + extra, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
 
 	if (map == MAP_FAILED)
 		return -ENOMEM;
+	if (huge) {
+		/* Trim to [aligned - page, aligned + count * slot). */
+		char *aligned = (char *)round_up((uintptr_t)map + s->page, HUGE);
+		size_t head = (size_t)(aligned - s->page - map);
+
+		if (head)
+			munmap(map, head);
+		if (extra - head)
+			munmap(aligned + count * slot, extra - head);
+		map = aligned - s->page;
+	}
 
 	struct weft__slab *slab = malloc(sizeof(*slab));
 
@@ -228,12 +253,17 @@ static int grow(struct weft__stacks *s)
 		s->guards_left -= unlimited || count > s->guards_left ? s->guards_left : count;
 		s->guarded += count;
 	}
-	if (s->next_slab < MAX_SLAB)
+	do
 		s->next_slab *= 2;
-	if (!guarded && slot == s->page && madvise(base, count * slot, MADV_HUGEPAGE) == 0)
+	while (s->next_slab <= count && s->next_slab < MAX_SLAB);
+	if (s->next_slab > MAX_SLAB)
+		s->next_slab = MAX_SLAB;
+	if (huge && madvise(base, count * slot, MADV_HUGEPAGE) == 0)
 		s->huge += count; /* one fault per 2 MiB instead of one per stack */
-	else
+	else {
+		s->thp = s->thp && !huge; /* THP off in this kernel: no more aligning */
 		populate(s, base, count, slot);
+	}
 	carve(s, base, count, slot, guarded);
 	return 0;
 
@@ -299,6 +329,12 @@ void weft__stacks_fini(struct weft__stacks *s)
 	while (slab) {
 		struct weft__slab *next = slab->next;
 
+		/*
+		 * Clear what ASan knows of frames left on these stacks: whatever
+		 * is mapped here next (an io_uring ring, mapped by a system call
+		 * ASan does not see) must not inherit their redzones.
+		 */
+		weft__asan_unpoison(slab->base, slab->len);
 		munmap(slab->base, slab->len);
 		free(slab);
 		slab = next;

@@ -3,6 +3,7 @@
 #include "helpers.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,51 @@ static void test_run_100k_fibers(void **state)
 	weft_loop_stats(l, &st);
 	assert_int_equal(ran, N);
 	assert_int_equal(st.fibers_peak, N);
+	weft_loop_destroy(l);
+}
+
+/* Fills a stack buffer with its index, parks, and checks nobody else wrote it. */
+static int own_page(void *arg)
+{
+	unsigned char buf[256]; /* one-page stacks: the lazy PLT resolver wants ~1.5 KiB too */
+	size_t id = (size_t)(uintptr_t)arg;
+
+	memset(buf, (int)(id & 0xff), sizeof(buf));
+	for (int round = 0; round < 2; round++) {
+		if (weft_sleep(WEFT_MSEC) != 0)
+			return -1;
+		for (size_t i = 0; i < sizeof(buf); i++)
+			if (buf[i] != (unsigned char)(id & 0xff))
+				return -2;
+	}
+	ran++;
+	return 0;
+}
+
+static void test_one_page_unguarded_stacks_stay_separate(void **state)
+{
+	enum { N = 5000 };
+	weft_config cfg;
+	weft_loop *l;
+	weft_stats st;
+
+	(void)state;
+	ran = 0;
+	weft_config_init(&cfg);
+#ifdef WEFT_TEST_SANITIZED
+	cfg.stack_size = 16384; /* sanitizer frames do not fit a page: unguarded, small pages */
+#else
+	cfg.stack_size = 4096;
+#endif
+	cfg.stack_guards = 0; /* one-page stacks: all in huge-page slabs */
+	assert_int_equal(weft_loop_create(&l, &cfg), 0);
+	for (size_t i = 0; i < N; i++)
+		assert_int_equal(weft_spawn(l, own_page, (void *)(uintptr_t)i, NULL), 0);
+	assert_int_equal(weft_loop_run(l), 0);
+	weft_loop_stats(l, &st);
+	assert_int_equal(ran, N);
+	assert_int_equal(st.stacks_guarded, 0);
+	assert_true(st.stacks >= N);
 	weft_loop_destroy(l);
 }
 
@@ -333,6 +379,7 @@ int main(void)
 		cmocka_unit_test(test_create_rejects_bad_config),
 		cmocka_unit_test(test_run_one_fiber),
 		cmocka_unit_test(test_run_100k_fibers),
+		cmocka_unit_test(test_one_page_unguarded_stacks_stay_separate),
 		cmocka_unit_test(test_run_is_not_reentrant),
 		cmocka_unit_test(test_run_inside_fiber_fails_ebusy),
 		cmocka_unit_test(test_destroy_cancels_and_joins_fibers_left),
