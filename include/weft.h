@@ -19,6 +19,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+struct statx;
 
 #ifdef __cplusplus
 extern "C" {
@@ -99,7 +104,22 @@ typedef struct weft_config {
 	uint32_t stack_guards;
 	/* Most fibers alive at once; weft_spawn fails -EAGAIN past it. Default 4194304. */
 	uint32_t max_fibers;
-	uint64_t reserved[8];
+	/*
+	 * Most worker threads of this loop's weft_offload pool, started as
+	 * jobs need them, in [1, 1024]. Default 4.
+	 */
+	uint32_t offload_threads;
+	/*
+	 * Caps on io_uring's own kernel worker threads for this ring
+	 * (IORING_REGISTER_IOWQ_MAX_WORKERS, Linux 5.15): bounded ones do
+	 * file and disk work, unbounded ones wait on sockets and pipes that
+	 * cannot be polled. 0 leaves the kernel's default (bounded: the CPU
+	 * count; unbounded: RLIMIT_NPROC).
+	 */
+	uint32_t iowq_bounded;
+	uint32_t iowq_unbounded;
+	uint32_t reserved32;
+	uint64_t reserved[6];
 } weft_config;
 
 /*
@@ -323,6 +343,222 @@ int64_t weft_deadline(void);
  * outside a fiber.
  */
 int weft_nop(void);
+
+/*
+ * ---- files ----------------------------------------------------------------
+ *
+ * Each call has the meaning of the system call it is named after, returns
+ * its result or -errno, and is bounded by the fiber's deadline (-ETIMEDOUT)
+ * and by weft_cancel (-ECANCELED). Context: fiber; -EPERM outside one.
+ * Buffers are the caller's and must stay valid until the call returns, which
+ * is never before the kernel is done with them. A NULL buffer with a
+ * non-zero length, or a length above SSIZE_MAX, is -EINVAL. One call moves
+ * at most 0x7ffff000 bytes, as read(2) does: a short count is not an error.
+ * If a cancel or a deadline races with the operation completing anyway, the
+ * result that completed is returned (bytes read are never lost) and the
+ * cancel shows at the next call.
+ */
+
+/* openat(AT_FDCWD, @path, @flags, @mode). Return: the new fd. */
+int weft_open(const char *path, int flags, mode_t mode);
+/* openat(@dirfd, ...). */
+int weft_openat(int dirfd, const char *path, int flags, mode_t mode);
+
+/* pread(2) at @off, or read(2) at the file position when @off is -1. Return: bytes, 0 at EOF. */
+ssize_t weft_read(int fd, void *buf, size_t len, int64_t off);
+/* pwrite(2) at @off, or write(2) at the file position when @off is -1. */
+ssize_t weft_write(int fd, const void *buf, size_t len, int64_t off);
+/* preadv(2) / pwritev(2); @off -1: the file position. @iovcnt in [0, IOV_MAX]. */
+ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t off);
+ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t off);
+
+/* fsync(2) and fdatasync(2). */
+int weft_fsync(int fd);
+int weft_fdatasync(int fd);
+/* close(2). The fd is closed even when the result is an error, as close(2). Not cancellable. */
+int weft_close(int fd);
+/* statx(2): @dirfd AT_FDCWD for a path relative to the working directory. */
+int weft_statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *out);
+/* unlinkat(AT_FDCWD, @path, @flags); @flags AT_REMOVEDIR removes a directory. */
+int weft_unlink(const char *path, int flags);
+/* renameat(AT_FDCWD, @from, AT_FDCWD, @to). */
+int weft_rename(const char *from, const char *to);
+/* mkdirat(AT_FDCWD, @path, @mode). Kernels before 5.15: run on an offload worker. */
+int weft_mkdir(const char *path, mode_t mode);
+/* fallocate(2). */
+int weft_fallocate(int fd, int mode, int64_t off, int64_t len);
+/*
+ * ftruncate(2). IORING_OP_FTRUNCATE needs Linux 6.9; on older kernels the
+ * system call runs on an offload worker (same result, one thread hop).
+ */
+int weft_ftruncate(int fd, int64_t len);
+
+/*
+ * ---- sockets --------------------------------------------------------------
+ *
+ * As for files. weft_send and weft_sendmsg always add MSG_NOSIGNAL: a peer
+ * that hung up is -EPIPE, never SIGPIPE.
+ */
+
+/* socket(2). Kernels before 5.19: the plain system call (it does not block). */
+int weft_socket(int domain, int type, int protocol);
+/* accept4(2) with flags 0; @addr and @len may be NULL. Return: the new fd. */
+int weft_accept(int fd, struct sockaddr *addr, socklen_t *len);
+/* accept4(2) with @flags (SOCK_CLOEXEC, SOCK_NONBLOCK). */
+int weft_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+/* connect(2). */
+int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
+/* recv(2). Return: bytes, 0 when the peer has shut down its side. */
+ssize_t weft_recv(int fd, void *buf, size_t len, int flags);
+/* send(2), which may be short: see weft_send_all. */
+ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
+/*
+ * Send all @len bytes, looping over short sends.
+ * Return: @len; or -errno, in which case an unknown prefix may have been
+ * sent (the connection is then best closed).
+ */
+ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags);
+/* recvmsg(2) and sendmsg(2). */
+ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags);
+ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags);
+/* shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR. */
+int weft_shutdown(int fd, int how);
+
+/* Flags of weft_tcp_listen. */
+#define WEFT_TCP_REUSEPORT 1u /* SO_REUSEPORT: one listener per loop on the same port */
+
+/*
+ * A TCP socket bound to @host:@port and listening, with SO_REUSEADDR and
+ * SOCK_CLOEXEC. @host: a numeric IPv4 or IPv6 address, a name (resolved by
+ * getaddrinfo on an offload worker), or NULL for every IPv4 address
+ * ("::" for every address, IPv4 and IPv6). @port 0 picks a free port (see
+ * getsockname). @backlog <= 0: SOMAXCONN. @flags: WEFT_TCP_* above.
+ * Context: fiber. Return: the fd; -EINVAL for a bad port or flags;
+ * -ENOENT if @host does not resolve; or the error of socket/bind/listen.
+ */
+int weft_tcp_listen(const char *host, int port, int backlog, unsigned flags);
+
+/*
+ * A TCP connection to @host:@port (SOCK_CLOEXEC), trying each address
+ * @host resolves to in turn. Names are resolved on an offload worker.
+ * Context: fiber. Return: the connected fd; -ENOENT if @host does not
+ * resolve; else the last address's connect error (-ECONNREFUSED, ...).
+ */
+int weft_tcp_dial(const char *host, int port);
+
+/*
+ * ---- blocking calls -------------------------------------------------------
+ */
+
+/*
+ * Run @fn(@arg) on a worker thread of this loop's pool
+ * (weft_config.offload_threads) and park until it returns
+ * (asyncio.to_thread). @fn runs outside every fiber: it must not call weft.
+ * The fiber waits for @fn even when cancelled or past its deadline (@arg
+ * may point into its stack); the cancel shows at its next blocking call.
+ * @result: out, may be NULL.
+ * Context: fiber.
+ * Return: 0 when @fn ran, and *@result is its return value; or, when @fn
+ * never ran: -EINVAL if @fn is NULL, -EPERM outside a fiber, -ECANCELED,
+ * -ETIMEDOUT, -ENOMEM, -EAGAIN (no worker thread could be started).
+ */
+int weft_offload(weft_fn fn, void *arg, int *result);
+
+/*
+ * ---- between fibers of one loop -------------------------------------------
+ *
+ * Channels, mutexes, conditions and groups belong to the loop of the fiber
+ * that first uses them and must not be shared between loops. Every blocking
+ * call honours the fiber's deadline (-ETIMEDOUT) and weft_cancel
+ * (-ECANCELED) and returns -EPERM outside a fiber.
+ */
+typedef struct weft_chan weft_chan;
+typedef struct weft_mutex weft_mutex;
+typedef struct weft_cond weft_cond;
+typedef struct weft_group weft_group;
+
+/*
+ * A channel of @capacity elements of @elem_size bytes each, copied in and
+ * out. Capacity 0 is a rendezvous: a send waits for a receiver.
+ * Context: any. Return: 0; -EINVAL if @out is NULL or @elem_size is 0 or
+ * the buffer would overflow; -ENOMEM.
+ */
+int weft_chan_create(weft_chan **out, size_t capacity, size_t elem_size);
+/*
+ * Copy @elem into the channel, parking while it is full.
+ * Return: 0; -EPIPE once the channel is closed (also if it closes while
+ * waiting; the element was not sent); -EINVAL for NULL arguments.
+ */
+int weft_chan_send(weft_chan *ch, const void *elem);
+/*
+ * Take the oldest element into @elem, parking while the channel is empty.
+ * Return: 0; -EPIPE once the channel is closed and drained.
+ */
+int weft_chan_recv(weft_chan *ch, void *elem);
+/* As send and recv, but never park: -EAGAIN instead. No fiber needed. */
+int weft_chan_try_send(weft_chan *ch, const void *elem);
+int weft_chan_try_recv(weft_chan *ch, void *elem);
+/* Elements buffered now. */
+size_t weft_chan_len(const weft_chan *ch);
+/*
+ * Close: parked senders get -EPIPE, receivers drain what is buffered and
+ * then get -EPIPE. Closing twice is harmless. Context: the loop's thread.
+ */
+void weft_chan_close(weft_chan *ch);
+/* Free. No fiber may be parked on it. NULL is a no-op. */
+void weft_chan_destroy(weft_chan *ch);
+
+/* A mutex between fibers (not threads): FIFO hand-off to waiters. */
+int weft_mutex_create(weft_mutex **out);
+/* Return: 0; -EDEADLK if the caller holds it; -ETIMEDOUT; -ECANCELED; -EPERM. */
+int weft_mutex_lock(weft_mutex *m);
+/* Return: 0; -EBUSY if held. Works outside fibers too. */
+int weft_mutex_trylock(weft_mutex *m);
+/* Release; a fiber that does not hold @m aborts with a message (a broken invariant). */
+void weft_mutex_unlock(weft_mutex *m);
+/* Free. It must not be held. NULL is a no-op. */
+void weft_mutex_destroy(weft_mutex *m);
+
+/* A condition variable for weft_mutex. */
+int weft_cond_create(weft_cond **out);
+/*
+ * Release @m, park until signalled, take @m back. On -ETIMEDOUT and
+ * -ECANCELED @m is held again too, as with pthread_cond_wait, so the
+ * caller's unlock stays right. Spurious wake-ups do not happen, but the
+ * usual while-loop around the predicate is still right.
+ * Return: 0; -EPERM if the caller does not hold @m or is not a fiber.
+ */
+int weft_cond_wait(weft_cond *c, weft_mutex *m);
+void weft_cond_signal(weft_cond *c);
+void weft_cond_broadcast(weft_cond *c);
+void weft_cond_destroy(weft_cond *c);
+
+/*
+ * A task group (asyncio.TaskGroup): fibers spawned into it run
+ * concurrently; the first one that returns a negative result cancels all
+ * the others; weft_group_wait joins them all.
+ */
+int weft_group_create(weft_group **out);
+/*
+ * Start a fiber in @g running @fn(@arg) on the caller's loop.
+ * Return: 0; -EINVAL; -EPERM outside a loop; -ECANCELED if the group has
+ * failed or was cancelled (nothing started); -EAGAIN, -ENOMEM.
+ */
+int weft_group_spawn(weft_group *g, weft_fn fn, void *arg);
+/*
+ * Wait until every fiber of @g has returned.
+ * Context: fiber.
+ * Return: 0, or the first failure's result (the first negative result in
+ * the order the fibers returned); -ECANCELED if weft_group_cancel was
+ * called and nothing failed before. If the waiter itself is cancelled or
+ * passes its deadline, the group is cancelled and still waited for, and
+ * -ECANCELED or -ETIMEDOUT is returned.
+ */
+int weft_group_wait(weft_group *g);
+/* Cancel every fiber of @g; later spawns fail with -ECANCELED. */
+void weft_group_cancel(weft_group *g);
+/* Free. No fiber of @g may be running: wait first. NULL is a no-op. */
+void weft_group_destroy(weft_group *g);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -28,6 +28,8 @@ _Static_assert(sizeof(struct io_uring_cqe) == 16, "weft assumes 16-byte CQEs");
 
 /* user_data of SQEs whose CQE nobody waits for (cancel requests). */
 #define WEFT__UD_IGNORE ((uint64_t)0)
+/* user_data of the offload pool's eventfd read (op records are aligned: never 1). */
+#define WEFT__UD_OFFLOAD ((uint64_t)1)
 
 enum weft__op_state {
 	WEFT__OP_IDLE = 0,  /* not in the kernel */
@@ -62,6 +64,8 @@ enum weft__wait {
 	WEFT__WAIT_IO = 1,     /* an op's CQE: cancel sends ASYNC_CANCEL and keeps waiting */
 	WEFT__WAIT_EVENT = 2,  /* a wake-up, a timer: cancel wakes it with -ECANCELED */
 	WEFT__WAIT_GATHER = 3, /* its gather children: cancel passes to them */
+	WEFT__WAIT_OFFLOAD = 4, /* a worker thread: cancel only marks it */
+	WEFT__WAIT_HANDOFF = 5, /* a wake that must come (a mutex taken back): cancel only marks it */
 };
 
 struct weft__gather;
@@ -155,8 +159,12 @@ struct weft__stacks {
 	bool thp;	    /* MADV_HUGEPAGE may work: align one-page slabs for it */
 };
 
+struct weft__pool;
+
 struct weft_loop {
 	struct io_uring ring;
+	uint64_t probe[2];	      /* opcodes the kernel supports, a bit each */
+	struct weft__pool *pool;      /* offload workers, made at the first weft_offload */
 	struct weft__ctx ctx;	      /* the scheduler: the thread's own stack */
 	struct weft_fiber *cur;	      /* running fiber, NULL in the scheduler */
 	struct weft_fiber *runq_head; /* ready fibers, FIFO */
@@ -232,11 +240,45 @@ void weft__timer_fire(struct weft_loop *l, int64_t now);
 void weft__timers_fini(struct weft_loop *l);
 
 /* op.c */
+/* One operation's context: the fiber, its loop and the op record, on the fiber's stack. */
+struct weft__call {
+	struct weft_loop *l;
+	struct weft_fiber *self;
+	struct weft__op op;
+};
+int weft__call_begin(struct weft__call *c, struct io_uring_sqe **sqe);
+int weft__call_await(struct weft__call *c, struct io_uring_sqe *sqe);
+bool weft__op_supported(const struct weft_loop *l, unsigned opcode);
 int weft__op_check(struct weft_fiber **self);
 struct io_uring_sqe *weft__op_sqe(struct weft_loop *l, struct weft_fiber *self, bool deadline);
 int weft__op_await(struct weft_loop *l, struct weft_fiber *self, struct weft__op *op,
 		   struct io_uring_sqe *sqe, bool deadline);
 void weft__op_cancel(struct weft_loop *l, struct weft__op *op);
 void weft__op_complete(struct weft_loop *l, const struct io_uring_cqe *cqe);
+
+/* offload.c */
+void weft__offload_reap(struct weft_loop *l, int res);
+void weft__offload_fini(struct weft_loop *l);
+/* The syscall @nr with @args, run on an offload worker: its result or -errno. */
+long weft__offload_syscall(long nr, long a0, long a1, long a2, long a3, long a4);
+
+/* chan.c, sync.c: a fiber parked on a wait queue */
+struct weft__waiter {
+	struct weft_fiber *fiber;
+	struct weft__waiter *next;
+	struct weft__waiter *prev;
+	void *elem;	/* channel element to fill or take */
+	int res;	/* the wait's result, set by the waker with done */
+	bool done;	/* the waker completed the wait */
+};
+struct weft__waitq {
+	struct weft__waiter *head;
+	struct weft__waiter *tail;
+};
+void weft__waitq_push(struct weft__waitq *q, struct weft__waiter *w);
+void weft__waitq_remove(struct weft__waitq *q, struct weft__waiter *w);
+struct weft__waiter *weft__waitq_pop(struct weft__waitq *q);
+int weft__waitq_wait(struct weft__waitq *q, struct weft__waiter *w, enum weft__wait kind);
+void weft__waitq_complete(struct weft__waiter *w, int res);
 
 #endif

@@ -57,6 +57,7 @@ void weft_config_init(weft_config *cfg)
 	cfg->stack_size = 64 * 1024;
 	cfg->stack_guards = 8192;
 	cfg->max_fibers = 4u << 20;
+	cfg->offload_threads = 4;
 }
 
 static int check_config(weft_config *c)
@@ -71,6 +72,8 @@ static int check_config(weft_config *c)
 	if (c->ring_mode > WEFT_RING_PLAIN || c->timer_mode > WEFT_TIMERS_KERNEL)
 		return -EINVAL;
 	if (c->stack_size == 0 || c->stack_size > ((size_t)1 << 30) || c->max_fibers == 0)
+		return -EINVAL;
+	if (c->offload_threads == 0 || c->offload_threads > 1024 || c->reserved32)
 		return -EINVAL;
 	for (size_t i = 0; i < sizeof(c->reserved) / sizeof(c->reserved[0]); i++)
 		if (c->reserved[i])
@@ -195,6 +198,7 @@ void weft_loop_destroy(weft_loop *l)
 	weft__census_report(l);
 #endif
 	weft__fiber_free_all(l);
+	weft__offload_fini(l);
 	io_uring_queue_exit(&l->ring);
 	weft__timers_fini(l);
 	weft__stacks_fini(&l->stacks);

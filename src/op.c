@@ -70,9 +70,41 @@ int weft__op_await(struct weft_loop *l, struct weft_fiber *self, struct weft__op
 		weft__fiber_park(l, self, WEFT__WAIT_IO, WEFT_FOREVER);
 	self->op = NULL;
 
-	if (linked && op->res == -ECANCELED && !self->cancelled && weft_now() >= self->deadline)
-		return -ETIMEDOUT;
-	return op->res;
+	/*
+	 * A cancelled operation ends with -ECANCELED, or -EINTR when an io-wq
+	 * worker was interrupted in it. Which of our reasons it was: the
+	 * deadline (only ours to convert when it was linked) or weft_cancel.
+	 */
+	int res = op->res;
+
+	if (res == -ECANCELED || res == -EINTR) {
+		if (linked && !self->cancelled && weft_now() >= self->deadline)
+			return -ETIMEDOUT;
+		if (self->cancelled && op->cancel_sent)
+			return -ECANCELED;
+	}
+	return res;
+}
+
+int weft__call_begin(struct weft__call *c, struct io_uring_sqe **sqe)
+{
+	int rc = weft__op_check(&c->self);
+
+	if (rc < 0)
+		return rc;
+	c->l = c->self->loop;
+	*sqe = weft__op_sqe(c->l, c->self, true);
+	return 0;
+}
+
+int weft__call_await(struct weft__call *c, struct io_uring_sqe *sqe)
+{
+	return weft__op_await(c->l, c->self, &c->op, sqe, true);
+}
+
+bool weft__op_supported(const struct weft_loop *l, unsigned opcode)
+{
+	return opcode < 128 && (l->probe[opcode / 64] >> (opcode % 64) & 1);
 }
 
 /* Ask the kernel to cancel @op, once; its own CQE still ends it. */
@@ -100,6 +132,11 @@ void weft__op_complete(struct weft_loop *l, const struct io_uring_cqe *cqe)
 
 	if (ud == WEFT__UD_IGNORE) {
 		l->inflight--;
+		return;
+	}
+	if (ud == WEFT__UD_OFFLOAD) {
+		l->inflight--;
+		weft__offload_reap(l, cqe->res);
 		return;
 	}
 

@@ -73,6 +73,27 @@ int weft__ring_setup(struct weft_loop *l)
 	}
 	if (rc < 0)
 		return rc;
+
+	/* Which opcodes this kernel has (Linux 5.6); without a probe, the 5.11 set. */
+	struct io_uring_probe *probe = io_uring_get_probe_ring(&l->ring);
+
+	if (probe) {
+		for (unsigned i = 0; i < probe->ops_len && i < 128; i++)
+			if (probe->ops[i].flags & IO_URING_OP_SUPPORTED)
+				l->probe[i / 64] |= (uint64_t)1 << (i % 64);
+		io_uring_free_probe(probe);
+	} else {
+		l->probe[0] = ((uint64_t)1 << IORING_OP_SHUTDOWN) * 2 - 1; /* ops up to SHUTDOWN */
+	}
+	if (l->cfg.iowq_bounded || l->cfg.iowq_unbounded) {
+		unsigned vals[2] = { l->cfg.iowq_bounded, l->cfg.iowq_unbounded };
+
+		rc = io_uring_register_iowq_max_workers(&l->ring, vals);
+		if (rc < 0) {
+			io_uring_queue_exit(&l->ring);
+			return rc; /* -EINVAL before 5.15: the caps cannot be kept */
+		}
+	}
 	/* Linux 5.18: enter by registered index, saving an fd lookup per call. */
 	(void)io_uring_register_ring_fd(&l->ring);
 	return 0;

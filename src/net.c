@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Socket operations over the await in op.c, and the TCP conveniences
+ * weft_tcp_listen and weft_tcp_dial. Name resolution (getaddrinfo blocks)
+ * runs on an offload worker.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int check_buf(const void *buf, size_t len)
+{
+	if ((!buf && len) || len > (size_t)SSIZE_MAX)
+		return -EINVAL;
+	return 0;
+}
+
+int weft_socket(int domain, int type, int protocol)
+{
+	struct weft__call c;
+	struct io_uring_sqe *sqe;
+	int rc = weft__op_check(&c.self);
+
+	if (rc < 0)
+		return rc;
+	if (!weft__op_supported(c.self->loop, IORING_OP_SOCKET)) {
+		/* Before Linux 5.19: socket(2) does not block, so call it here. */
+		int fd = socket(domain, type, protocol);
+
+		return fd < 0 ? -errno : fd;
+	}
+	rc = weft__call_begin(&c, &sqe);
+	if (rc < 0)
+		return rc;
+	io_uring_prep_socket(sqe, domain, type, protocol, 0);
+	return weft__call_await(&c, sqe);
+}
+
+int weft_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	struct weft__call c;
+	struct io_uring_sqe *sqe;
+
+	if ((addr && !len) || (flags & ~(SOCK_CLOEXEC | SOCK_NONBLOCK)))
+		return -EINVAL;
+
+	int rc = weft__call_begin(&c, &sqe);
+
+	if (rc < 0)
+		return rc;
+	io_uring_prep_accept(sqe, fd, addr, len, flags);
+	return weft__call_await(&c, sqe);
+}
+
+int weft_accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	return weft_accept4(fd, addr, len, 0);
+}
+
+int weft_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	struct weft__call c;
+	struct io_uring_sqe *sqe;
+
+	if (!addr)
+		return -EINVAL;
+
+	int rc = weft__call_begin(&c, &sqe);
+
+	if (rc < 0)
+		return rc;
+	io_uring_prep_connect(sqe, fd, addr, len);
+	return weft__call_await(&c, sqe);
+}
+
+ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
+{
+	struct weft__call c;
+	struct io_uring_sqe *sqe;
+	int rc = check_buf(buf, len);
+
+	if (rc < 0)
+		return rc;
+	rc = weft__call_begin(&c, &sqe);
+	if (rc < 0)
+		return rc;
+	io_uring_prep_recv(sqe, fd, buf, len > 0x7ffff000 ? 0x7ffff000 : len, flags);
+	return weft__call_await(&c, sqe);
+}
+
+ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
+{
+	struct weft__call c;
+	struct io_uring_sqe *sqe;
+	int rc = check_buf(buf, len);
+
+	if (rc < 0)
+		return rc;
+	rc = weft__call_begin(&c, &sqe);
+	if (rc < 0)
+		return rc;
+	io_uring_prep_send(sqe, fd, buf, len > 0x7ffff000 ? 0x7ffff000 : len, flags | MSG_NOSIGNAL);
+	return weft__call_await(&c, sqe);
+}
+
+ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags)
+{
+	const char *p = buf;
+	size_t done = 0;
+	int rc = check_buf(buf, len);
+
+	if (rc < 0)
+		return rc;
+	while (done < len) {
+		ssize_t n = weft_send(fd, p + done, len - done, flags);
+
+		if (n < 0)
+			return n;
+		done += (size_t)n;
+	}
+	return (ssize_t)len;
+}
+
+ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	struct weft__call c;
+	struct io_uring_sqe *sqe;
+
+	if (!msg)
+		return -EINVAL;
+
+	int rc = weft__call_begin(&c, &sqe);
+
+	if (rc < 0)
+		return rc;
+	io_uring_prep_recvmsg(sqe, fd, msg, (unsigned)flags);
+	return weft__call_await(&c, sqe);
+}
+
+ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	struct weft__call c;
+	struct io_uring_sqe *sqe;
+
+	if (!msg)
+		return -EINVAL;
+
+	int rc = weft__call_begin(&c, &sqe);
+
+	if (rc < 0)
+		return rc;
+	io_uring_prep_sendmsg(sqe, fd, msg, (unsigned)flags | MSG_NOSIGNAL);
+	return weft__call_await(&c, sqe);
+}
+
+int weft_shutdown(int fd, int how)
+{
+	struct weft__call c;
+	struct io_uring_sqe *sqe;
+
+	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
+		return -EINVAL;
+
+	int rc = weft__call_begin(&c, &sqe);
+
+	if (rc < 0)
+		return rc;
+	io_uring_prep_shutdown(sqe, fd, how);
+	return weft__call_await(&c, sqe);
+}
+
+/* ---- TCP conveniences ------------------------------------------------------ */
+
+struct resolve {
+	const char *host;
+	char port[8];
+	int passive;
+	struct addrinfo *res;
+	int gai;
+};
+
+static int run_getaddrinfo(void *arg)
+{
+	struct resolve *r = arg;
+	struct addrinfo hints;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | (r->passive ? AI_PASSIVE : 0);
+	r->gai = getaddrinfo(r->host, r->port, &hints, &r->res);
+	return 0;
+}
+
+/* Fill @ss with a numeric @host, without resolving. Return: 1 if numeric, else 0. */
+static int numeric(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (!host || inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons((uint16_t)port);
+		if (!host)
+			v4->sin_addr.s_addr = htonl(INADDR_ANY);
+		*len = sizeof(*v4);
+		return 1;
+	}
+	if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*v6);
+		return 1;
+	}
+	return 0;
+}
+
+/* Resolve @host on an offload worker. Return: 0 with *@res to freeaddrinfo, or -errno. */
+static int resolve(const char *host, int port, int passive, struct addrinfo **res)
+{
+	struct resolve r = { .host = host, .passive = passive };
+
+	snprintf(r.port, sizeof(r.port), "%d", port);
+
+	int rc = weft_offload(run_getaddrinfo, &r, NULL);
+
+	if (rc < 0)
+		return rc;
+	if (r.gai == EAI_MEMORY)
+		return -ENOMEM;
+	if (r.gai == EAI_SYSTEM)
+		return -EIO;
+	if (r.gai != 0)
+		return -ENOENT;
+	*res = r.res;
+	return 0;
+}
+
+static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, unsigned flags)
+{
+	int one = 1;
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    ((flags & WEFT_TCP_REUSEPORT) &&
+	     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0))
+		goto fail;
+	if (sa->sa_family == AF_INET6) {
+		int zero = 0; /* "::" takes IPv4 too, whatever bindv6only says */
+
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	}
+	if (bind(fd, sa, len) < 0 || listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
+		goto fail;
+	return fd;
+fail:;
+	int err = -errno;
+
+	close(fd);
+	return err;
+}
+
+int weft_tcp_listen(const char *host, int port, int backlog, unsigned flags)
+{
+	struct weft_fiber *self;
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (port < 0 || port > 65535 || (flags & ~WEFT_TCP_REUSEPORT))
+		return -EINVAL;
+
+	int rc = weft__op_check(&self);
+
+	if (rc < 0)
+		return rc;
+	if (numeric(host, port, &ss, &len))
+		return listen_on((struct sockaddr *)&ss, len, backlog, flags);
+
+	struct addrinfo *res;
+
+	rc = resolve(host, port, 1, &res);
+	if (rc < 0)
+		return rc;
+	rc = -ENOENT;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		rc = listen_on(ai->ai_addr, ai->ai_addrlen, backlog, flags);
+		if (rc >= 0)
+			break;
+	}
+	freeaddrinfo(res);
+	return rc;
+}
+
+static int dial_one(const struct sockaddr *sa, socklen_t len)
+{
+	int fd = weft_socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return fd;
+
+	int rc = weft_connect(fd, sa, len);
+
+	if (rc < 0) {
+		close(fd); /* not weft_close: a cancelled fiber must not leak it */
+		return rc;
+	}
+	return fd;
+}
+
+int weft_tcp_dial(const char *host, int port)
+{
+	struct weft_fiber *self;
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (!host || port <= 0 || port > 65535)
+		return -EINVAL;
+
+	int rc = weft__op_check(&self);
+
+	if (rc < 0)
+		return rc;
+	if (numeric(host, port, &ss, &len))
+		return dial_one((struct sockaddr *)&ss, len);
+
+	struct addrinfo *res;
+
+	rc = resolve(host, port, 0, &res);
+	if (rc < 0)
+		return rc;
+	rc = -ENOENT;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		rc = dial_one(ai->ai_addr, ai->ai_addrlen);
+		if (rc >= 0 || rc == -ECANCELED || rc == -ETIMEDOUT)
+			break;
+	}
+	freeaddrinfo(res);
+	return rc;
+}

@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Wait queues, and the mutex and condition variable built on them. A waiter
+ * record lives on the parked fiber's stack; the fiber that completes a wait
+ * unlinks it, fills it and wakes its owner, so a woken waiter never touches
+ * the queue again. A waiter woken by its deadline or a cancel instead is
+ * still linked and unlinks itself, unless a waker completed it first: then
+ * the hand-off stands and the wait succeeded.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+void weft__waitq_push(struct weft__waitq *q, struct weft__waiter *w)
+{
+	w->next = NULL;
+	w->prev = q->tail;
+	if (q->tail)
+		q->tail->next = w;
+	else
+		q->head = w;
+	q->tail = w;
+}
+
+void weft__waitq_remove(struct weft__waitq *q, struct weft__waiter *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		q->head = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	else
+		q->tail = w->prev;
+	w->next = NULL;
+	w->prev = NULL;
+}
+
+struct weft__waiter *weft__waitq_pop(struct weft__waitq *q)
+{
+	struct weft__waiter *w = q->head;
+
+	if (w)
+		weft__waitq_remove(q, w);
+	return w;
+}
+
+void weft__waitq_complete(struct weft__waiter *w, int res)
+{
+	w->res = res;
+	w->done = true;
+	weft__fiber_wake(w->fiber, 0);
+}
+
+/*
+ * Park the running fiber on @q until a waker completes @w. With @kind
+ * WEFT__WAIT_EVENT the fiber's deadline and weft_cancel end the wait early;
+ * with WEFT__WAIT_HANDOFF only a waker does.
+ * Return: w->res once completed; else -ETIMEDOUT or -ECANCELED.
+ */
+int weft__waitq_wait(struct weft__waitq *q, struct weft__waiter *w, enum weft__wait kind)
+{
+	struct weft_loop *l = weft__tls_loop;
+	struct weft_fiber *self = l->cur;
+	int64_t deadline = kind == WEFT__WAIT_EVENT ? self->deadline : WEFT_FOREVER;
+
+	w->fiber = self;
+	w->done = false;
+	w->res = 0;
+	weft__waitq_push(q, w);
+	while (!w->done) {
+		int rc = weft__fiber_park(l, self, kind, deadline);
+
+		if (w->done)
+			break;
+		if (rc < 0 && kind == WEFT__WAIT_EVENT) {
+			weft__waitq_remove(q, w);
+			return rc;
+		}
+	}
+	return w->res;
+}
+
+/* ---- mutex ------------------------------------------------------------------ */
+
+struct weft_mutex {
+	struct weft_fiber *owner;
+	struct weft__waitq waiters;
+};
+
+int weft_mutex_create(weft_mutex **out)
+{
+	if (!out)
+		return -EINVAL;
+
+	struct weft_mutex *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	*out = m;
+	return 0;
+}
+
+static void lock_handoff(struct weft_mutex *m, struct weft_fiber *self)
+{
+	struct weft__waiter w;
+
+	if (!m->owner) {
+		m->owner = self;
+		return;
+	}
+	weft__waitq_wait(&m->waiters, &w, WEFT__WAIT_HANDOFF);
+}
+
+int weft_mutex_lock(weft_mutex *m)
+{
+	struct weft_fiber *self;
+	struct weft__waiter w;
+
+	if (!m)
+		return -EINVAL;
+
+	int rc = weft__op_check(&self);
+
+	if (rc < 0)
+		return rc;
+	if (m->owner == self)
+		return -EDEADLK;
+	if (!m->owner) {
+		m->owner = self;
+		return 0;
+	}
+	return weft__waitq_wait(&m->waiters, &w, WEFT__WAIT_EVENT); /* owner set by unlock */
+}
+
+int weft_mutex_trylock(weft_mutex *m)
+{
+	struct weft_fiber *self = weft_self();
+
+	if (!m)
+		return -EINVAL;
+	if (!self)
+		return -EPERM;
+	if (m->owner)
+		return m->owner == self ? -EDEADLK : -EBUSY;
+	m->owner = self;
+	return 0;
+}
+
+void weft_mutex_unlock(weft_mutex *m)
+{
+	struct weft_fiber *self = weft_self();
+
+	if (!m)
+		return;
+	if (m->owner != self)
+		WEFT__BUG(self, "weft_mutex_unlock of a mutex this fiber does not hold");
+
+	struct weft__waiter *w = weft__waitq_pop(&m->waiters);
+
+	m->owner = w ? w->fiber : NULL; /* FIFO hand-off: no barging */
+	if (w)
+		weft__waitq_complete(w, 0);
+}
+
+void weft_mutex_destroy(weft_mutex *m)
+{
+	if (!m)
+		return;
+	if (m->owner || m->waiters.head)
+		WEFT__BUG(weft_self(), "weft_mutex_destroy of a held mutex");
+	free(m);
+}
+
+/* ---- condition variable ------------------------------------------------------ */
+
+struct weft_cond {
+	struct weft__waitq waiters;
+};
+
+int weft_cond_create(weft_cond **out)
+{
+	if (!out)
+		return -EINVAL;
+
+	struct weft_cond *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	*out = c;
+	return 0;
+}
+
+int weft_cond_wait(weft_cond *c, weft_mutex *m)
+{
+	struct weft_fiber *self = weft_self();
+	struct weft__waiter w;
+
+	if (!c || !m)
+		return -EINVAL;
+	if (!self || m->owner != self)
+		return -EPERM;
+
+	int rc = self->cancelled ? -ECANCELED : 0;
+
+	if (rc == 0 && self->deadline != WEFT_FOREVER && weft_now() >= self->deadline)
+		rc = -ETIMEDOUT;
+	if (rc < 0)
+		return rc; /* still holding m, as promised */
+	weft_mutex_unlock(m);
+	rc = weft__waitq_wait(&c->waiters, &w, WEFT__WAIT_EVENT);
+	lock_handoff(m, self);
+	return rc;
+}
+
+void weft_cond_signal(weft_cond *c)
+{
+	struct weft__waiter *w = c ? weft__waitq_pop(&c->waiters) : NULL;
+
+	if (w)
+		weft__waitq_complete(w, 0);
+}
+
+void weft_cond_broadcast(weft_cond *c)
+{
+	struct weft__waiter *w;
+
+	while (c && (w = weft__waitq_pop(&c->waiters)))
+		weft__waitq_complete(w, 0);
+}
+
+void weft_cond_destroy(weft_cond *c)
+{
+	if (!c)
+		return;
+	if (c->waiters.head)
+		WEFT__BUG(weft_self(), "weft_cond_destroy with fibers waiting on it");
+	free(c);
+}
