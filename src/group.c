@@ -130,9 +130,9 @@ struct member {
 struct weft_group {
 	struct member *members; /* fibers still running */
 	size_t running;
-	int first_err;	  /* the first negative result, once failed */
+	int first_err; /* the first negative result, once failed */
 	bool failed;
-	bool cancelled;	  /* weft_group_cancel, or a failure */
+	bool cancelled; /* weft_group_cancel, or a failure */
 	struct weft_fiber *waiter;
 };
 
@@ -230,9 +230,9 @@ int weft_group_wait(weft_group *g)
 
 		/* Once our own wait failed, wait on without a deadline, uncancellable. */
 		int rc = own ? weft__fiber_park(l, self, WEFT__WAIT_HANDOFF, WEFT_FOREVER)
-			     : (self->cancelled ? -ECANCELED
-						: weft__fiber_park(l, self, WEFT__WAIT_EVENT,
-								   self->deadline));
+			     : (self->cancelled
+				    ? -ECANCELED
+				    : weft__fiber_park(l, self, WEFT__WAIT_EVENT, self->deadline));
 
 		if (rc < 0 && !own) {
 			own = rc;

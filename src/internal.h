@@ -61,11 +61,12 @@ enum weft__fiber_state {
 /* What a parked fiber waits for, which decides what weft_cancel does to it. */
 enum weft__wait {
 	WEFT__WAIT_NONE = 0,
-	WEFT__WAIT_IO = 1,     /* an op's CQE: cancel sends ASYNC_CANCEL and keeps waiting */
-	WEFT__WAIT_EVENT = 2,  /* a wake-up, a timer: cancel wakes it with -ECANCELED */
-	WEFT__WAIT_GATHER = 3, /* its gather children: cancel passes to them */
+	WEFT__WAIT_IO = 1,	/* an op's CQE: cancel sends ASYNC_CANCEL and keeps waiting */
+	WEFT__WAIT_EVENT = 2,	/* a wake-up, a timer: cancel wakes it with -ECANCELED */
+	WEFT__WAIT_GATHER = 3,	/* its gather children: cancel passes to them */
 	WEFT__WAIT_OFFLOAD = 4, /* a worker thread: cancel only marks it */
-	WEFT__WAIT_HANDOFF = 5, /* a wake that must come (a mutex taken back): cancel only marks it */
+	WEFT__WAIT_HANDOFF =
+	    5, /* a wake that must come (a mutex taken back): cancel only marks it */
 };
 
 struct weft__gather;
@@ -267,9 +268,9 @@ struct weft__waiter {
 	struct weft_fiber *fiber;
 	struct weft__waiter *next;
 	struct weft__waiter *prev;
-	void *elem;	/* channel element to fill or take */
-	int res;	/* the wait's result, set by the waker with done */
-	bool done;	/* the waker completed the wait */
+	void *elem; /* channel element to fill or take */
+	int res;    /* the wait's result, set by the waker with done */
+	bool done;  /* the waker completed the wait */
 };
 struct weft__waitq {
 	struct weft__waiter *head;

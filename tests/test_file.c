@@ -177,12 +177,12 @@ static int small_ops(void *arg)
 	memset(buf, 'x', 100);
 	if (weft_write(fd, buf, 100, 0) != 100)
 		return -EIO;
-	s->whole = weft_read(fd, buf, sizeof(buf), 0);	   /* 100: short at EOF */
-	s->at_eof = weft_read(fd, buf, sizeof(buf), 100);  /* 0 */
+	s->whole = weft_read(fd, buf, sizeof(buf), 0);	     /* 100: short at EOF */
+	s->at_eof = weft_read(fd, buf, sizeof(buf), 100);    /* 0 */
 	s->past_eof = weft_read(fd, buf, sizeof(buf), 1000); /* 0 */
-	s->pos1 = weft_read(fd, buf, 40, -1);		   /* file position: 0..40 */
-	s->pos2 = weft_read(fd, buf, 40, -1);		   /* 40..80 */
-	s->pos3 = weft_read(fd, buf, 40, -1);		   /* 80..100: 20 */
+	s->pos1 = weft_read(fd, buf, 40, -1);		     /* file position: 0..40 */
+	s->pos2 = weft_read(fd, buf, 40, -1);		     /* 40..80 */
+	s->pos3 = weft_read(fd, buf, 40, -1);		     /* 80..100: 20 */
 
 	struct iovec wiov[2] = { { "headHEAD", 8 }, { "tailTAIL", 8 } };
 	struct iovec riov[2] = { { s->head, 8 }, { s->tail, 8 } };

@@ -155,8 +155,8 @@ static int serve(void *arg)
 	for (int i = 0; i < s->count; i++) {
 		s->peer_len = sizeof(s->peer);
 
-		int fd = weft_accept4(s->lfd, (struct sockaddr *)&s->peer, &s->peer_len,
-				      SOCK_CLOEXEC);
+		int fd =
+		    weft_accept4(s->lfd, (struct sockaddr *)&s->peer, &s->peer_len, SOCK_CLOEXEC);
 
 		if (fd < 0) {
 			s->accept_err = fd;
@@ -290,14 +290,16 @@ static int udp_main(void *arg)
 		return -errno;
 
 	struct iovec out = { "datagram", 8 };
-	struct msghdr m = { .msg_name = &a, .msg_namelen = sizeof(a), .msg_iov = &out,
-			    .msg_iovlen = 1 };
+	struct msghdr m = {
+		.msg_name = &a, .msg_namelen = sizeof(a), .msg_iov = &out, .msg_iovlen = 1
+	};
 
 	u->sent = weft_sendmsg(tx, &m, 0);
 
 	struct iovec in = { u->buf, sizeof(u->buf) };
-	struct msghdr r = { .msg_name = &from, .msg_namelen = sizeof(from), .msg_iov = &in,
-			    .msg_iovlen = 1 };
+	struct msghdr r = {
+		.msg_name = &from, .msg_namelen = sizeof(from), .msg_iov = &in, .msg_iovlen = 1
+	};
 
 	u->got = weft_recvmsg(rx, &r, 0);
 	u->from_port = ntohs(from.sin_port);
@@ -407,7 +409,7 @@ static void test_peer_hangup_and_bad_fds(void **state)
 
 struct blocked {
 	int fd;
-	int accept;	 /* accept instead of recv */
+	int accept;	  /* accept instead of recv */
 	int64_t deadline; /* relative, 0: none */
 	ssize_t rc;
 	int64_t waited;
