@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The examples as a person runs them: weft_cp copies and refuses bad input;
+# echo_server and http_server answer over loopback and shut down cleanly on
+# SIGINT / SIGTERM while a connection is still open.
+# usage: check_examples.sh BUILD_DIR/examples
+set -u
+ex=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"; kill $(jobs -p) 2>/dev/null' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+head -c 3000000 /dev/urandom >"$tmp/src"
+"$ex/weft_cp" "$tmp/src" "$tmp/dst" || fail "weft_cp failed"
+cmp -s "$tmp/src" "$tmp/dst" || fail "weft_cp copy differs"
+"$ex/weft_cp" "$tmp/missing" "$tmp/x" 2>"$tmp/err" && fail "weft_cp of a missing file succeeded"
+grep -q "No such file" "$tmp/err" || fail "weft_cp error message: $(cat "$tmp/err")"
+[ -e "$tmp/x" ] && fail "weft_cp left a file behind"
+
+port_of() { # wait for "listening on port N" in $1
+	for _ in $(seq 50); do
+		p=$(grep -o 'listening on port [0-9]*' "$1" 2>/dev/null | grep -o '[0-9]*$')
+		[ -n "$p" ] && { echo "$p"; return 0; }
+		sleep 0.1
+	done
+	return 1
+}
+
+# echo_server: a line comes back; SIGINT with the connection open ends it with 0.
+"$ex/echo_server" 0 127.0.0.1 2>"$tmp/echo.err" &
+pid=$!
+port=$(port_of "$tmp/echo.err") || fail "echo_server did not start: $(cat "$tmp/echo.err")"
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+echo "weft says hi" >&3
+read -r -t 5 line <&3 || fail "echo_server did not answer"
+[ "$line" = "weft says hi" ] || fail "echo_server echoed '$line'"
+kill -INT $pid
+for _ in $(seq 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && fail "echo_server still running 5 s after SIGINT"
+wait $pid || fail "echo_server exited with $?"
+exec 3>&-
+
+# http_server: two keep-alive requests on one connection, then a 404.
+"$ex/http_server" 0 127.0.0.1 2>"$tmp/http.err" &
+pid=$!
+port=$(port_of "$tmp/http.err") || fail "http_server did not start: $(cat "$tmp/http.err")"
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3
+timeout 5 cat <&3 >"$tmp/resp" || fail "http_server did not close after Connection: close"
+[ "$(grep -c '^HTTP/1.1 200 OK' "$tmp/resp")" = 2 ] || fail "expected two 200s: $(cat "$tmp/resp")"
+grep -q '^HTTP/1.1 404' "$tmp/resp" || fail "expected a 404"
+[ "$(grep -c '^hello, world' "$tmp/resp")" = 2 ] || fail "expected two bodies"
+exec 3>&-
+kill -TERM $pid
+wait $pid || fail "http_server exited with $?"
+echo "examples ok"
