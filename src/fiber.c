@@ -12,17 +12,6 @@
 
 __thread struct weft_loop *weft__tls_loop __attribute__((tls_model("initial-exec")));
 
-static void runq_push(struct weft_loop *l, struct weft_fiber *f)
-{
-	f->next = NULL;
-	if (l->runq_tail)
-		l->runq_tail->next = f;
-	else
-		l->runq_head = f;
-	l->runq_tail = f;
-	l->runq_len++;
-}
-
 static struct weft_fiber *runq_pop(struct weft_loop *l)
 {
 	struct weft_fiber *f = l->runq_head;
@@ -127,16 +116,6 @@ void weft__fiber_run_round(struct weft_loop *l)
 	jump(l, NULL, runq_pop(l));
 }
 
-void weft__fiber_wake(struct weft_fiber *f, int res)
-{
-	if (f->state != WEFT__FIBER_PARKED)
-		return;
-	f->wake_res = res;
-	f->timer_seq = 0;
-	f->state = WEFT__FIBER_READY;
-	runq_push(f->loop, f);
-}
-
 /*
  * Park @self until a wake. With a @deadline, a heap timer wakes it with
  * -ETIMEDOUT. Returns the waker's result.
@@ -222,7 +201,7 @@ int weft__fiber_spawn(struct weft_loop *l, weft_fn fn, void *arg, bool detached,
 		l->stats.fibers_peak = l->live;
 
 	f->state = WEFT__FIBER_READY;
-	runq_push(l, f);
+	weft__runq_push(l, f);
 	if (out)
 		*out = f;
 	return 0;
@@ -266,7 +245,7 @@ void weft_yield(void)
 	if (!self)
 		return;
 	self->state = WEFT__FIBER_READY;
-	runq_push(l, self);
+	weft__runq_push(l, self);
 	weft__fiber_schedule(l, self);
 }
 

@@ -4,7 +4,6 @@
  * Arguments are checked here so that bad input is a clear -errno before
  * anything reaches the kernel.
  */
-#define _GNU_SOURCE
 #include "internal.h"
 
 #include <errno.h>

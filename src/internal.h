@@ -205,13 +205,42 @@ _Noreturn void weft__bug(const struct weft_fiber *f, const char *file, int line,
 
 /* ring.c */
 int weft__ring_setup(struct weft_loop *l);
-struct io_uring_sqe *weft__ring_sqe(struct weft_loop *l);
+struct io_uring_sqe *weft__ring_sqe_slow(struct weft_loop *l);
+
+/* An SQE; with the SQ full, submit and reap first (never fails). */
+static inline struct io_uring_sqe *weft__ring_sqe(struct weft_loop *l)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+
+	return WEFT__LIKELY(sqe != NULL) ? sqe : weft__ring_sqe_slow(l);
+}
 void weft__ring_reserve(struct weft_loop *l, unsigned n);
 int weft__ring_tick(struct weft_loop *l, bool wait, int64_t deadline);
 
 /* fiber.c */
 void weft__fiber_schedule(struct weft_loop *l, struct weft_fiber *self);
-void weft__fiber_wake(struct weft_fiber *f, int res);
+
+static inline void weft__runq_push(struct weft_loop *l, struct weft_fiber *f)
+{
+	f->next = NULL;
+	if (l->runq_tail)
+		l->runq_tail->next = f;
+	else
+		l->runq_head = f;
+	l->runq_tail = f;
+	l->runq_len++;
+}
+
+/* Make a parked fiber ready; park returns @res to it. No-op for any other state. */
+static inline void weft__fiber_wake(struct weft_fiber *f, int res)
+{
+	if (f->state != WEFT__FIBER_PARKED)
+		return;
+	f->wake_res = res;
+	f->timer_seq = 0;
+	f->state = WEFT__FIBER_READY;
+	weft__runq_push(f->loop, f);
+}
 int weft__fiber_park(struct weft_loop *l, struct weft_fiber *self, enum weft__wait wait,
 		     int64_t deadline);
 int weft__fiber_spawn(struct weft_loop *l, weft_fn fn, void *arg, bool detached,
@@ -255,7 +284,6 @@ struct io_uring_sqe *weft__op_sqe(struct weft_loop *l, struct weft_fiber *self, 
 int weft__op_await(struct weft_loop *l, struct weft_fiber *self, struct weft__op *op,
 		   struct io_uring_sqe *sqe, bool deadline);
 void weft__op_cancel(struct weft_loop *l, struct weft__op *op);
-void weft__op_complete(struct weft_loop *l, const struct io_uring_cqe *cqe);
 
 /* offload.c */
 void weft__offload_reap(struct weft_loop *l, int res);

@@ -5,7 +5,6 @@
  * round's SQEs and wait for a completion or the nearest timer in a single
  * io_uring_enter; reap CQEs and wake their fibers; fire due timers.
  */
-#define _GNU_SOURCE
 #include "internal.h"
 
 #include <errno.h>

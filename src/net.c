@@ -4,7 +4,6 @@
  * weft_tcp_listen and weft_tcp_dial. Name resolution (getaddrinfo blocks)
  * runs on an offload worker.
  */
-#define _GNU_SOURCE
 #include "internal.h"
 
 #include <arpa/inet.h>
@@ -17,7 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int check_buf(const void *buf, size_t len)
+static int check_sock_buf(const void *buf, size_t len)
 {
 	if ((!buf && len) || len > (size_t)SSIZE_MAX)
 		return -EINVAL;
@@ -86,7 +85,7 @@ ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 {
 	struct weft__call c;
 	struct io_uring_sqe *sqe;
-	int rc = check_buf(buf, len);
+	int rc = check_sock_buf(buf, len);
 
 	if (rc < 0)
 		return rc;
@@ -101,7 +100,7 @@ ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 {
 	struct weft__call c;
 	struct io_uring_sqe *sqe;
-	int rc = check_buf(buf, len);
+	int rc = check_sock_buf(buf, len);
 
 	if (rc < 0)
 		return rc;
@@ -116,7 +115,7 @@ ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags)
 {
 	const char *p = buf;
 	size_t done = 0;
-	int rc = check_buf(buf, len);
+	int rc = check_sock_buf(buf, len);
 
 	if (rc < 0)
 		return rc;

@@ -8,7 +8,6 @@
  * in io_uring_enter. A job record lives on the fiber's stack; the fiber does
  * not leave weft_offload before its job is done, cancelled or not.
  */
-#define _GNU_SOURCE
 #include "internal.h"
 
 #include <errno.h>

@@ -122,37 +122,6 @@ void weft__op_cancel(struct weft_loop *l, struct weft__op *op)
 	l->stats.sqes++;
 }
 
-/*
- * Dispatch one CQE: copy it into its op record (the caller advances the CQ
- * head only afterwards) and make the waiting fiber ready.
- */
-void weft__op_complete(struct weft_loop *l, const struct io_uring_cqe *cqe)
-{
-	uint64_t ud = cqe->user_data;
-
-	if (ud == WEFT__UD_IGNORE) {
-		l->inflight--;
-		return;
-	}
-	if (ud == WEFT__UD_OFFLOAD) {
-		l->inflight--;
-		weft__offload_reap(l, cqe->res);
-		return;
-	}
-
-	struct weft__op *op = (struct weft__op *)(uintptr_t)ud;
-
-	if (WEFT__UNLIKELY(op->state != WEFT__OP_ARMED))
-		WEFT__BUG(op->fiber, "a CQE arrived for an operation that is not in flight");
-	op->res = cqe->res;
-	op->cflags = cqe->flags;
-	if (!(cqe->flags & IORING_CQE_F_MORE)) {
-		op->state = WEFT__OP_DONE;
-		l->inflight--;
-	}
-	weft__fiber_wake(op->fiber, 0);
-}
-
 int weft_nop(void)
 {
 	struct weft_fiber *self;

@@ -127,6 +127,37 @@ static int enter(struct weft_loop *l, unsigned submit, unsigned wait_nr, unsigne
 	return io_uring_enter2(fd, submit, wait_nr, flags, arg, argsz);
 }
 
+/*
+ * Dispatch one CQE: copy it into its op record (the caller advances the CQ
+ * head only afterwards) and make the waiting fiber ready.
+ */
+static inline void op_complete(struct weft_loop *l, const struct io_uring_cqe *cqe)
+{
+	uint64_t ud = cqe->user_data;
+
+	if (ud == WEFT__UD_IGNORE) {
+		l->inflight--;
+		return;
+	}
+	if (ud == WEFT__UD_OFFLOAD) {
+		l->inflight--;
+		weft__offload_reap(l, cqe->res);
+		return;
+	}
+
+	struct weft__op *op = (struct weft__op *)(uintptr_t)ud;
+
+	if (WEFT__UNLIKELY(op->state != WEFT__OP_ARMED))
+		WEFT__BUG(op->fiber, "a CQE arrived for an operation that is not in flight");
+	op->res = cqe->res;
+	op->cflags = cqe->flags;
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		op->state = WEFT__OP_DONE;
+		l->inflight--;
+	}
+	weft__fiber_wake(op->fiber, 0);
+}
+
 /* Copy every CQE out and wake its fiber, then hand the slots back. */
 static void reap(struct weft_loop *l)
 {
@@ -136,7 +167,7 @@ static void reap(struct weft_loop *l)
 
 	io_uring_for_each_cqe(&l->ring, head, cqe)
 	{
-		weft__op_complete(l, cqe);
+		op_complete(l, cqe);
 		n++;
 	}
 	io_uring_cq_advance(&l->ring, n);
@@ -170,15 +201,10 @@ void weft__ring_reserve(struct weft_loop *l, unsigned n)
 	}
 }
 
-struct io_uring_sqe *weft__ring_sqe(struct weft_loop *l)
+struct io_uring_sqe *weft__ring_sqe_slow(struct weft_loop *l)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
-
-	if (WEFT__UNLIKELY(!sqe)) {
-		weft__ring_reserve(l, 1);
-		sqe = io_uring_get_sqe(&l->ring);
-	}
-	return sqe;
+	weft__ring_reserve(l, 1);
+	return io_uring_get_sqe(&l->ring);
 }
 
 /*

@@ -31,7 +31,6 @@
  * top page of every stack in batches, and a slab of one-page stacks asks for
  * huge pages instead; reuse faults nothing.
  */
-#define _GNU_SOURCE
 #include "internal.h"
 
 #include <errno.h>
