@@ -163,6 +163,9 @@ void weft_config_init(weft_config *cfg);
  * kernel.io_uring_disabled sysctl, or a seccomp or LSM policy), -ENOMEM
  * (RLIMIT_MEMLOCK on kernels before 5.12). weft_loop_explain() turns these
  * into a sentence for a person.
+ * Environment: WEFT_RING_MODE (see weft_config_init); WEFT_DISABLE_OPS, a
+ * comma-separated list of IORING_OP_* numbers to treat as missing, so the
+ * fallbacks run instead (a work-around for a kernel bug in one opcode).
  */
 int weft_loop_create(weft_loop **loop, const weft_config *cfg);
 

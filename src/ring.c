@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifndef IORING_SETUP_DEFER_TASKRUN
@@ -84,6 +85,23 @@ int weft__ring_setup(struct weft_loop *l)
 		io_uring_free_probe(probe);
 	} else {
 		l->probe[0] = ((uint64_t)1 << IORING_OP_SHUTDOWN) * 2 - 1; /* ops up to SHUTDOWN */
+	}
+	/*
+	 * WEFT_DISABLE_OPS=55,37 makes weft act as if the kernel lacked those
+	 * opcodes (a work-around for a kernel bug, and how the fallbacks are
+	 * tested).
+	 */
+	const char *off = getenv("WEFT_DISABLE_OPS");
+
+	while (off && *off) {
+		char *end;
+		unsigned long op = strtoul(off, &end, 10);
+
+		if (end == off)
+			break;
+		if (op < 128)
+			l->probe[op / 64] &= ~((uint64_t)1 << (op % 64));
+		off = *end == ',' ? end + 1 : end;
 	}
 	if (l->cfg.iowq_bounded || l->cfg.iowq_unbounded) {
 		unsigned vals[2] = { l->cfg.iowq_bounded, l->cfg.iowq_unbounded };

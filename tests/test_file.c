@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -246,6 +247,42 @@ static void test_short_reads_positions_vectors_and_path_operations(void **state)
 	assert_int_equal(s.unlink_again, -ENOENT);
 }
 
+/*
+ * The same with the kernel's ftruncate, mkdirat and socket opcodes hidden
+ * (WEFT_DISABLE_OPS): the fallbacks (an offloaded system call, or a direct
+ * socket(2)) must give the same results.
+ */
+static int fallback_ops(void *arg)
+{
+	struct small *s = arg;
+	int fd = weft_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return fd;
+	weft_close(fd);
+	return small_ops(s);
+}
+
+static void test_fallbacks_for_opcodes_the_kernel_lacks(void **state)
+{
+	struct small s;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	path_of(s.path, sizeof(s.path), "fb");
+	path_of(s.path2, sizeof(s.path2), "fb2");
+	path_of(s.sub, sizeof(s.sub), "fbsub");
+	setenv("WEFT_DISABLE_OPS", "55,37,45", 1);
+	int rc = t_run(fallback_ops, &s);
+	unsetenv("WEFT_DISABLE_OPS");
+	assert_int_equal(rc, 0);
+	assert_int_equal(s.ftrunc_rc, 0);
+	assert_int_equal(s.size_after_trunc, 50);
+	assert_int_equal(s.mkdir_rc, 0);
+	assert_int_equal(s.rmdir_rc, 0);
+	assert_int_equal(s.whole, 100);
+}
+
 /* ---- bad input ---- */
 
 struct bad {
@@ -461,6 +498,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_64mib_file_written_and_read_back_concurrently),
 		cmocka_unit_test(test_short_reads_positions_vectors_and_path_operations),
+		cmocka_unit_test(test_fallbacks_for_opcodes_the_kernel_lacks),
 		cmocka_unit_test(test_bad_fds_and_bad_arguments_fail_cleanly),
 		cmocka_unit_test(test_pipe_read_past_deadline_fails_etimedout),
 		cmocka_unit_test(test_cancel_fiber_blocked_in_pipe_read),

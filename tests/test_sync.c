@@ -662,6 +662,37 @@ static void test_offload_under_cancel_keeps_its_result(void **state)
 	assert_int_equal(weft_offload(square_blocking, &rcs[2], &r), -EPERM);
 }
 
+static int offload_once(void *arg)
+{
+	struct off *o = arg;
+
+	o->rc = weft_offload(square_blocking, &o->v, &o->result);
+	return o->rc;
+}
+
+static void test_offload_and_iowq_settings(void **state)
+{
+	weft_config cfg;
+	weft_loop *l;
+	struct off o = { .v = 5 };
+
+	(void)state;
+	weft_config_init(&cfg);
+	assert_int_equal(cfg.offload_threads, 4);
+	cfg.offload_threads = 0;
+	assert_int_equal(weft_loop_create(&l, &cfg), -EINVAL);
+	cfg.offload_threads = 2000;
+	assert_int_equal(weft_loop_create(&l, &cfg), -EINVAL);
+	/* A one-thread pool with io_uring's own workers capped still runs jobs. */
+	weft_config_init(&cfg);
+	cfg.offload_threads = 1;
+	cfg.iowq_bounded = 1;
+	cfg.iowq_unbounded = 2;
+	assert_int_equal(t_run_cfg(&cfg, offload_once, &o, NULL), 0);
+	assert_int_equal(o.rc, 0);
+	assert_int_equal(o.result, 25);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -675,6 +706,7 @@ int main(void)
 		cmocka_unit_test(test_group_success_and_explicit_cancel),
 		cmocka_unit_test(test_offload_many_in_flight_bounded_by_pool),
 		cmocka_unit_test(test_offload_under_cancel_keeps_its_result),
+		cmocka_unit_test(test_offload_and_iowq_settings),
 	};
 
 	if (!t_io_uring_usable())
