@@ -277,7 +277,8 @@ static void *echo_srv_thread(void *arg)
 
 static void *client_thread(void *arg)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
 				 .sin_port = htons((uint16_t)listen_port) };
 	char buf[MSG];
 	int one = 1;
@@ -353,7 +354,8 @@ static int open_file(void)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: bench_io randread|nop|echo weft|pread|raw|threads FILE|- DEPTH OPS\n");
+	fprintf(stderr,
+		"usage: bench_io randread|nop|echo weft|pread|raw|threads FILE|- DEPTH OPS\n");
 	return 2;
 }
 
@@ -441,7 +443,7 @@ int main(int argc, char **argv)
 	printf("bench=%s mode=%s depth=%ld ops=%ld seconds=%.4f ops_per_s=%.0f cpu_s=%.3f", work,
 	       mode, depth, done_ops, secs, (double)done_ops / secs,
 	       (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-		       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+		   (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
 	if (have_stats)
 		printf(" enters_per_op=%.4f", (double)stats.enters / (double)done_ops);
 	printf("\n");
