@@ -378,7 +378,13 @@ ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t off);
 /* fsync(2) and fdatasync(2). */
 int weft_fsync(int fd);
 int weft_fdatasync(int fd);
-/* close(2). The fd is closed even when the result is an error, as close(2). Not cancellable. */
+/*
+ * close(2). The fd is closed even when the result is an error, as close(2).
+ * Not cancellable, and done even by a cancelled fiber. Operations of this
+ * loop still pending on @fd (another fiber's recv, accept, read) are
+ * cancelled first and fail with -ECANCELED: a plain close(2) would leave
+ * them waiting, since io_uring holds its own reference to the file.
+ */
 int weft_close(int fd);
 /* statx(2): @dirfd AT_FDCWD for a path relative to the working directory. */
 int weft_statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *out);

@@ -156,6 +156,23 @@ int weft_close(int fd)
 	self = weft__tls_loop->cur;
 
 	struct weft_loop *l = self->loop;
+
+	/*
+	 * Closing an fd does not end io_uring operations pending on it (they
+	 * hold their own reference to the file), so a fiber parked in a recv
+	 * on it would wait forever: cancel them first, by fd (Linux 5.19; an
+	 * older kernel answers -EINVAL and nothing is lost). The cancel is
+	 * issued before the close, in SQ order.
+	 */
+	if (fd >= 0) {
+		struct io_uring_sqe *c = weft__ring_sqe(l);
+
+		io_uring_prep_cancel_fd(c, fd, IORING_ASYNC_CANCEL_ALL);
+		io_uring_sqe_set_data64(c, WEFT__UD_IGNORE);
+		l->inflight++;
+		l->stats.sqes++;
+	}
+
 	struct io_uring_sqe *sqe = weft__op_sqe(l, self, false);
 
 	/* A cancel that reaches it finds nothing: close completes when submitted. */

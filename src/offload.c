@@ -3,14 +3,17 @@
  * weft_offload: run a blocking function on a worker thread while the fiber
  * is parked (asyncio.to_thread). The pool belongs to one loop and is made at
  * its first offload. Workers put finished jobs on a done list and, when the
- * list was empty, bump an eventfd; the loop keeps one IORING_OP_READ of that
- * eventfd in its ring while any job is out, so it never waits anywhere but
- * in io_uring_enter. A job record lives on the fiber's stack; the fiber does
- * not leave weft_offload before its job is done, cancelled or not.
+ * list was empty, bump an eventfd; the loop keeps one IORING_OP_POLL_ADD of
+ * that eventfd in its ring while any job is out, so it never waits anywhere
+ * but in io_uring_enter. A poll and a plain read(2) of the counter, rather
+ * than an IORING_OP_READ of the eventfd: Linux 6.15.4 broke eventfd reads
+ * through io_uring (ghostty PR#7731), polls were not affected. A job record lives on the fiber's
+ * stack; the fiber does not leave weft_offload before its job is done, cancelled or not.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -41,7 +44,6 @@ struct weft__pool {
 	int efd;
 	uint64_t pending; /* jobs handed out, not yet reaped (loop thread only) */
 	bool armed;	  /* the eventfd read is in the ring (loop thread only) */
-	uint64_t efd_buf; /* the kernel writes the eventfd counter here */
 };
 
 static void *worker(void *arg)
@@ -96,7 +98,7 @@ static struct weft__pool *pool_get(struct weft_loop *l)
 		return NULL;
 	p->max = l->cfg.offload_threads;
 	p->tids = calloc(p->max, sizeof(*p->tids));
-	p->efd = eventfd(0, EFD_CLOEXEC);
+	p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (!p->tids || p->efd < 0) {
 		if (p->efd >= 0)
 			close(p->efd);
@@ -132,20 +134,27 @@ static void arm(struct weft_loop *l, struct weft__pool *p)
 {
 	struct io_uring_sqe *sqe = weft__ring_sqe(l);
 
-	io_uring_prep_read(sqe, p->efd, &p->efd_buf, sizeof(p->efd_buf), 0);
+	io_uring_prep_poll_add(sqe, p->efd, POLLIN);
 	io_uring_sqe_set_data64(sqe, WEFT__UD_OFFLOAD);
 	p->armed = true;
 	l->inflight++;
 	l->stats.sqes++;
 }
 
-/* The eventfd read completed: wake the fibers whose jobs are done. */
+/* The eventfd became readable: wake the fibers whose jobs are done. */
 void weft__offload_reap(struct weft_loop *l, int res)
 {
 	struct weft__pool *p = l->pool;
+	uint64_t count;
 
 	(void)res; /* the counter's value does not matter: the list does */
 	p->armed = false;
+	/*
+	 * Reset the counter before taking the list: a worker that finishes
+	 * after we took it finds the list empty and bumps the counter again.
+	 */
+	if (read(p->efd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		WEFT__BUG(NULL, "read of the offload eventfd failed");
 	pthread_mutex_lock(&p->mu);
 
 	struct job *j = p->finished;

@@ -483,6 +483,48 @@ static void test_accept_and_recv_past_deadline_and_cancelled(void **state)
 		close(c.fds[i]);
 }
 
+/* ---- weft_close ends operations other fibers have pending on the fd ---- */
+
+struct closecase {
+	struct blocked recv_side, accept_side;
+	int close_rc[2];
+};
+
+static int close_main(void *arg)
+{
+	struct closecase *c = arg;
+	int sv[2];
+	weft_fiber *f[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	c->recv_side = (struct blocked){ .fd = sv[0] };
+	c->accept_side =
+	    (struct blocked){ .fd = weft_tcp_listen("127.0.0.1", 0, 4, 0), .accept = 1 };
+	weft_spawn(NULL, block_on, &c->recv_side, &f[0]);
+	weft_spawn(NULL, block_on, &c->accept_side, &f[1]);
+	weft_sleep(5 * WEFT_MSEC); /* both are parked in the kernel */
+	c->close_rc[0] = weft_close(sv[0]);
+	c->close_rc[1] = weft_close(c->accept_side.fd);
+	weft_join(f[0], NULL); /* would hang if the close left them pending */
+	weft_join(f[1], NULL);
+	close(sv[1]);
+	return 0;
+}
+
+static void test_close_cancels_operations_pending_on_the_fd(void **state)
+{
+	struct closecase c;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(t_run(close_main, &c), 0);
+	assert_int_equal(c.close_rc[0], 0);
+	assert_int_equal(c.close_rc[1], 0);
+	assert_int_equal(c.recv_side.rc, -ECANCELED);
+	assert_int_equal(c.accept_side.rc, -ECANCELED);
+}
+
 /* ---- recv that completes anyway: bytes are returned, the rest stays ---- */
 
 struct race {
@@ -546,6 +588,70 @@ static int race_main(void *arg)
 	return 0;
 }
 
+/* An accept that completes anyway hands back its socket: never dropped. */
+struct acceptrace {
+	int rounds, got, cancelled, lost, other;
+};
+
+static int accept_race_main(void *arg)
+{
+	struct acceptrace *ar = arg;
+	int l = weft_tcp_listen("127.0.0.1", 0, 64, 0);
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+
+	if (l < 0 || getsockname(l, (struct sockaddr *)&a, &len) < 0)
+		return -EIO;
+	for (int i = 0; i < ar->rounds; i++) {
+		struct blocked b = { .fd = l, .accept = 1 };
+		weft_fiber *f;
+		int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+		weft_spawn(NULL, block_on, &b, &f);
+		weft_yield();
+		weft_nop();
+		connect(c, (struct sockaddr *)&a, sizeof(a)); /* EINPROGRESS; loopback is instant */
+		if (i % 3 == 0)
+			weft_nop();
+		weft_cancel(f);
+		weft_join(f, NULL);
+		if (b.rc >= 0) {
+			ar->got++;
+			close((int)b.rc);
+		} else if (b.rc == -ECANCELED) {
+			/* Then the connection is still in the backlog. */
+			int s2 = -1;
+
+			ar->cancelled++;
+			for (int k = 0; k < 100 && s2 < 0; k++) {
+				s2 = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+				if (s2 < 0)
+					weft_sleep(WEFT_MSEC);
+			}
+			if (s2 < 0)
+				ar->lost++;
+			else
+				close(s2);
+		} else {
+			ar->other++;
+		}
+		close(c);
+	}
+	weft_close(l);
+	return 0;
+}
+
+static void test_accept_that_completes_anyway_returns_its_socket(void **state)
+{
+	struct acceptrace ar = { .rounds = 300 };
+
+	(void)state;
+	assert_int_equal(t_run(accept_race_main, &ar), 0);
+	assert_int_equal(ar.other, 0);
+	assert_int_equal(ar.lost, 0);
+	assert_int_equal(ar.got + ar.cancelled, ar.rounds);
+}
+
 static void test_recv_that_completes_anyway_loses_nothing(void **state)
 {
 	struct race r = { .rounds = 600 };
@@ -565,7 +671,9 @@ int main(void)
 		cmocka_unit_test(test_udp_sendmsg_recvmsg),
 		cmocka_unit_test(test_peer_hangup_and_bad_fds),
 		cmocka_unit_test(test_accept_and_recv_past_deadline_and_cancelled),
+		cmocka_unit_test(test_close_cancels_operations_pending_on_the_fd),
 		cmocka_unit_test(test_recv_that_completes_anyway_loses_nothing),
+		cmocka_unit_test(test_accept_that_completes_anyway_returns_its_socket),
 	};
 
 	if (!t_io_uring_usable())
