@@ -59,64 +59,47 @@ int weft_open(const char *path, int flags, mode_t mode)
 	return weft_openat(AT_FDCWD, path, flags, mode);
 }
 
-ssize_t weft_read(int fd, void *buf, size_t len, int64_t off)
+/* One read or write opcode: @addr and @len are a buffer, or an iovec array and its count. */
+static ssize_t rw(int opcode, int fd, const void *addr, unsigned len, int64_t off)
 {
 	struct weft__call c;
 	struct io_uring_sqe *sqe;
-	int rc = check_buf(buf, len, off);
+	int rc = weft__call_begin(&c, &sqe);
 
 	if (rc < 0)
 		return rc;
-	rc = weft__call_begin(&c, &sqe);
-	if (rc < 0)
-		return rc;
-	io_uring_prep_read(sqe, fd, buf, (unsigned)(len < RW_MAX ? len : RW_MAX), (uint64_t)off);
+	io_uring_prep_rw(opcode, sqe, fd, addr, len, (uint64_t)off);
 	return weft__call_await(&c, sqe);
+}
+
+ssize_t weft_read(int fd, void *buf, size_t len, int64_t off)
+{
+	int rc = check_buf(buf, len, off);
+
+	return rc < 0 ? rc
+		      : rw(IORING_OP_READ, fd, buf, (unsigned)(len < RW_MAX ? len : RW_MAX), off);
 }
 
 ssize_t weft_write(int fd, const void *buf, size_t len, int64_t off)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
 	int rc = check_buf(buf, len, off);
 
-	if (rc < 0)
-		return rc;
-	rc = weft__call_begin(&c, &sqe);
-	if (rc < 0)
-		return rc;
-	io_uring_prep_write(sqe, fd, buf, (unsigned)(len < RW_MAX ? len : RW_MAX), (uint64_t)off);
-	return weft__call_await(&c, sqe);
+	return rc < 0 ? rc
+		      : rw(IORING_OP_WRITE, fd, buf, (unsigned)(len < RW_MAX ? len : RW_MAX), off);
 }
 
 ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t off)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
 	int rc = check_iov(iov, iovcnt, off);
 
-	if (rc < 0)
-		return rc;
-	rc = weft__call_begin(&c, &sqe);
-	if (rc < 0)
-		return rc;
-	io_uring_prep_readv(sqe, fd, iov, (unsigned)iovcnt, (uint64_t)off);
-	return weft__call_await(&c, sqe);
+	return rc < 0 ? rc : rw(IORING_OP_READV, fd, iov, (unsigned)iovcnt, off);
 }
 
 ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t off)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
 	int rc = check_iov(iov, iovcnt, off);
 
-	if (rc < 0)
-		return rc;
-	rc = weft__call_begin(&c, &sqe);
-	if (rc < 0)
-		return rc;
-	io_uring_prep_writev(sqe, fd, iov, (unsigned)iovcnt, (uint64_t)off);
-	return weft__call_await(&c, sqe);
+	return rc < 0 ? rc : rw(IORING_OP_WRITEV, fd, iov, (unsigned)iovcnt, off);
 }
 
 static int fsync_flags(int fd, unsigned flags)

@@ -81,7 +81,8 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t len)
 	return weft__call_await(&c, sqe);
 }
 
-ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
+/* IORING_OP_RECV or IORING_OP_SEND of at most 0x7ffff000 bytes. */
+static ssize_t xfer(int opcode, int fd, const void *buf, size_t len, int flags)
 {
 	struct weft__call c;
 	struct io_uring_sqe *sqe;
@@ -92,23 +93,19 @@ ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 	rc = weft__call_begin(&c, &sqe);
 	if (rc < 0)
 		return rc;
-	io_uring_prep_recv(sqe, fd, buf, len > 0x7ffff000 ? 0x7ffff000 : len, flags);
+	io_uring_prep_rw(opcode, sqe, fd, buf, (unsigned)(len > 0x7ffff000 ? 0x7ffff000 : len), 0);
+	sqe->msg_flags = (uint32_t)flags;
 	return weft__call_await(&c, sqe);
+}
+
+ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
+{
+	return xfer(IORING_OP_RECV, fd, buf, len, flags);
 }
 
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
-	int rc = check_sock_buf(buf, len);
-
-	if (rc < 0)
-		return rc;
-	rc = weft__call_begin(&c, &sqe);
-	if (rc < 0)
-		return rc;
-	io_uring_prep_send(sqe, fd, buf, len > 0x7ffff000 ? 0x7ffff000 : len, flags | MSG_NOSIGNAL);
-	return weft__call_await(&c, sqe);
+	return xfer(IORING_OP_SEND, fd, buf, len, flags | MSG_NOSIGNAL);
 }
 
 ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags)
