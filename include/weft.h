@@ -118,9 +118,24 @@ typedef struct weft_config {
 	 */
 	uint32_t iowq_bounded;
 	uint32_t iowq_unbounded;
+	/*
+	 * WEFT_CONFIG_* flags. WEFT_CONFIG_SQPOLL: a kernel thread polls the
+	 * SQ (IORING_SETUP_SQPOLL), so submitting costs no system call while
+	 * that thread is awake; the loop still enters the kernel to wait.
+	 * The thread spins on a CPU of its own for sqpoll_idle_ms after the
+	 * last submission: on a machine with few CPUs it competes with the
+	 * loop. With SQPOLL the ring runs in WEFT_RING_COOP_TASKRUN or plain
+	 * mode (DEFER_TASKRUN cannot be combined with it). Default 0.
+	 */
+	uint32_t flags;
+	/* WEFT_CONFIG_SQPOLL: idle time before the SQ thread sleeps. 0: 1000 ms. */
+	uint32_t sqpoll_idle_ms;
 	uint32_t reserved32;
-	uint64_t reserved[6];
+	uint64_t reserved[5];
 } weft_config;
+
+/* weft_config.flags */
+#define WEFT_CONFIG_SQPOLL (1u << 0)
 
 /*
  * Counters of one loop, for benchmarks and tests. All counts since

@@ -57,6 +57,11 @@ void weft_config_init(weft_config *cfg)
 	cfg->stack_guards = 8192;
 	cfg->max_fibers = 4u << 20;
 	cfg->offload_threads = 4;
+
+	const char *sqpoll = getenv("WEFT_SQPOLL");
+
+	if (sqpoll && !strcmp(sqpoll, "1"))
+		cfg->flags |= WEFT_CONFIG_SQPOLL;
 }
 
 static int check_config(weft_config *c)
@@ -74,6 +79,11 @@ static int check_config(weft_config *c)
 		return -EINVAL;
 	if (c->offload_threads == 0 || c->offload_threads > 1024 || c->reserved32)
 		return -EINVAL;
+	if ((c->flags & ~WEFT_CONFIG_SQPOLL) ||
+	    ((c->flags & WEFT_CONFIG_SQPOLL) && c->ring_mode == WEFT_RING_DEFER_TASKRUN))
+		return -EINVAL;
+	if (c->sqpoll_idle_ms == 0)
+		c->sqpoll_idle_ms = 1000;
 	for (size_t i = 0; i < sizeof(c->reserved) / sizeof(c->reserved[0]); i++)
 		if (c->reserved[i])
 			return -EINVAL;

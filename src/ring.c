@@ -35,6 +35,8 @@ static int try_setup(struct weft_loop *l, uint32_t flags)
 	memset(&p, 0, sizeof(p));
 	p.flags = flags | IORING_SETUP_CQSIZE;
 	p.cq_entries = l->cfg.cq_entries;
+	if (flags & IORING_SETUP_SQPOLL)
+		p.sq_thread_idle = l->cfg.sqpoll_idle_ms;
 	int rc = io_uring_queue_init_params(l->cfg.sq_entries, &l->ring, &p);
 
 	if (rc == 0 && !(p.features & IORING_FEAT_NODROP)) {
@@ -61,12 +63,20 @@ int weft__ring_setup(struct weft_loop *l)
 	int rc = -EINVAL;
 
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		uint32_t flags = modes[i].flags;
+
 		if (l->cfg.ring_mode != WEFT_RING_AUTO && l->cfg.ring_mode != modes[i].mode)
 			continue;
-		rc = try_setup(l, modes[i].flags);
+		if (l->cfg.flags & WEFT_CONFIG_SQPOLL) {
+			/* The SQ thread is the one submitter: no DEFER_TASKRUN. */
+			if (flags & IORING_SETUP_DEFER_TASKRUN)
+				continue;
+			flags |= IORING_SETUP_SQPOLL;
+		}
+		rc = try_setup(l, flags);
 		if (rc == 0) {
 			l->stats.ring_mode = modes[i].mode;
-			l->stats.ring_flags = modes[i].flags;
+			l->stats.ring_flags = flags;
 			break;
 		}
 		if (rc != -EINVAL)
@@ -128,7 +138,18 @@ static unsigned flush_sq(struct io_uring *r)
 		/* The kernel reads the tail, then the SQEs: publish with release. */
 		io_uring_smp_store_release(sq->ktail, tail);
 	}
-	return tail - IO_URING_READ_ONCE(*sq->khead);
+	return tail - io_uring_smp_load_acquire(sq->khead);
+}
+
+/*
+ * With SQPOLL, published SQEs need a system call only when the SQ thread
+ * has gone to sleep. The full barrier orders our tail store before the
+ * flags load, as the kernel orders its flag store before re-reading the tail.
+ */
+static bool sq_thread_asleep(struct io_uring *r)
+{
+	io_uring_smp_mb();
+	return IO_URING_READ_ONCE(*r->sq.kflags) & IORING_SQ_NEED_WAKEUP;
 }
 
 static int enter(struct weft_loop *l, unsigned submit, unsigned wait_nr, unsigned flags, void *arg,
@@ -211,7 +232,17 @@ void weft__ring_reserve(struct weft_loop *l, unsigned n)
 		if (cq_overflowing(r))
 			l->stats.cq_overflow++;
 
-		int rc = enter(l, flush_sq(r), 0, IORING_ENTER_GETEVENTS, NULL, 0);
+		unsigned flags = IORING_ENTER_GETEVENTS;
+		unsigned submit = flush_sq(r);
+
+		if (l->stats.ring_flags & IORING_SETUP_SQPOLL) {
+			/* Wait for the SQ thread to make room (Linux 5.10). */
+			flags |= IORING_ENTER_SQ_WAIT;
+			if (sq_thread_asleep(r))
+				flags |= IORING_ENTER_SQ_WAKEUP;
+		}
+
+		int rc = enter(l, submit, 0, flags, NULL, 0);
 
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
 			WEFT__BUG(l->cur, "io_uring_enter failed while flushing a full SQ");
@@ -265,6 +296,15 @@ int weft__ring_tick(struct weft_loop *l, bool wait, int64_t deadline)
 	}
 	/* Without DEFER_TASKRUN, finished work is in the CQ without a call. */
 	bool need = submit > 0 || overflow || wait_nr > 0 || (defer && l->inflight > 0);
+
+	if (l->stats.ring_flags & IORING_SETUP_SQPOLL) {
+		/* The SQ thread submits; enter only to wake it, to wait, or to flush. */
+		bool wake = submit > 0 && sq_thread_asleep(r);
+
+		if (wake)
+			flags |= IORING_ENTER_SQ_WAKEUP;
+		need = wake || overflow || wait_nr > 0;
+	}
 
 	if (need) {
 		int rc = enter(l, submit, wait_nr, flags, argp, argsz);

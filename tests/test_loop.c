@@ -353,6 +353,88 @@ static void test_every_ring_mode(void **state)
 	}
 }
 
+struct spin {
+	struct nops n;
+	int stop;
+};
+
+static int nops_then_stop(void *arg)
+{
+	struct spin *s = arg;
+
+	do_nops(&s->n);
+	s->stop = 1;
+	return 0;
+}
+
+static int yield_until_stop(void *arg)
+{
+	struct spin *s = arg;
+
+	while (!s->stop)
+		weft_yield();
+	return 0;
+}
+
+static int nops_beside_a_busy_fiber(void *arg)
+{
+	weft_call calls[2] = {
+		{ .fn = nops_then_stop, .arg = arg },
+		{ .fn = yield_until_stop, .arg = arg },
+	};
+
+	return weft_gather(calls, 2);
+}
+
+/*
+ * SQPOLL: while another fiber keeps the loop busy, a fiber's operations are
+ * submitted by the kernel's SQ thread and completed without the loop
+ * entering the kernel. Without SQPOLL the same run enters once per round.
+ */
+static void test_sqpoll_submits_without_entering(void **state)
+{
+	weft_config cfg;
+	weft_stats st;
+	weft_loop *l = NULL;
+
+	(void)state;
+	weft_config_init(&cfg);
+	cfg.flags = 2; /* unknown flag */
+	assert_int_equal(weft_loop_create(&l, &cfg), -EINVAL);
+	weft_config_init(&cfg);
+	cfg.flags = WEFT_CONFIG_SQPOLL;
+	cfg.ring_mode = WEFT_RING_DEFER_TASKRUN; /* cannot be combined with SQPOLL */
+	assert_int_equal(weft_loop_create(&l, &cfg), -EINVAL);
+	assert_null(l);
+
+	for (int sqpoll = 0; sqpoll <= 1; sqpoll++) {
+		struct spin s = { .n = { .each = 2000 } };
+
+		weft_config_init(&cfg);
+		cfg.flags = sqpoll ? WEFT_CONFIG_SQPOLL : 0;
+		if (!sqpoll)
+			cfg.ring_mode = WEFT_RING_COOP_TASKRUN;
+
+		int rc = t_run_cfg(&cfg, nops_beside_a_busy_fiber, &s, &st);
+
+		if (rc == -EPERM || rc == -EINVAL) {
+			print_message("SQPOLL not allowed here (%d): skipped\n", rc);
+			return;
+		}
+		assert_int_equal(rc, 0);
+		assert_int_equal(s.n.failed, 0);
+		assert_int_equal(st.sqes, 2000);
+		assert_int_equal(st.cqes, 2000);
+		assert_int_equal(!!(st.ring_flags & (1u << 1) /* IORING_SETUP_SQPOLL */), sqpoll);
+		print_message("sqpoll=%d: %llu enters for 2000 NOPs\n", sqpoll,
+			      (unsigned long long)st.enters);
+		if (sqpoll)
+			assert_true(st.enters < 200);
+		else
+			assert_true(st.enters >= 2000);
+	}
+}
+
 static void test_explain_names_the_fix(void **state)
 {
 	(void)state;
@@ -388,6 +470,7 @@ int main(void)
 		cmocka_unit_test(test_stats_count_enters_and_ops),
 		cmocka_unit_test(test_concurrent_ops_share_enters),
 		cmocka_unit_test(test_every_ring_mode),
+		cmocka_unit_test(test_sqpoll_submits_without_entering),
 		cmocka_unit_test(test_explain_names_the_fix),
 		cmocka_unit_test(test_version_matches_header),
 	};
