@@ -228,8 +228,6 @@ class Bench:
             return self.skip[mode]
         if mode == "uring-timeouts" and (wl != "sleep" or n < 1000):
             return ""  # the floor of sleep at N >= 1000 only: no row
-        if mode == "weft-4k" and wl != "sleep":
-            return ""
         if wl == "read-direct" and self.direct_ok:
             return self.direct_ok
         if mode in ("weft", "weft-sqpoll") and wl == "sleep" and n >= 1000000:

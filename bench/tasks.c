@@ -36,7 +36,7 @@ static int read_slice(long long i)
 
 static int write_own_file(long long i)
 {
-	char path[4096];
+	char path[512];
 	int fd;
 	int rc = 0;
 	ssize_t n;

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""The testable parts of bench/gather and tools/syscount: argument parsing,
+the result-line and strace parsers (on captured output), the statistics,
+and the result writers (markdown, hyperfine JSON, SVG)."""
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+import xml.etree.ElementTree as ET
+from contextlib import redirect_stderr
+
+SRC = os.environ.get("WEFT_SRC", os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(SRC, "bench"))
+import gatherlib as g  # noqa: E402
+
+DATA = os.path.join(SRC, "tests", "data")
+
+
+def bad_args(argv):
+    err = io.StringIO()
+    with redirect_stderr(err), unittest.TestCase().assertRaises(SystemExit) as cm:
+        g.parse_args(argv)
+    return cm.exception.code, err.getvalue()
+
+
+class Args(unittest.TestCase):
+    def test_defaults(self):
+        a = g.parse_args([])
+        self.assertFalse(a.quick)
+        self.assertEqual(a.runs, 3)
+        self.assertEqual(a.workloads, list(g.WORKLOADS))
+        self.assertEqual(a.modes, list(g.MODES))
+        self.assertIsNone(a.n)
+
+    def test_lists_and_numbers(self):
+        a = g.parse_args(["--quick", "--workloads", "sleep,socket", "--modes", "weft,go",
+                          "--n", "10,1000", "--runs", "5", "--out", "/tmp/x", "--no-strace"])
+        self.assertTrue(a.quick and a.no_strace)
+        self.assertEqual(a.workloads, ["sleep", "socket"])
+        self.assertEqual(a.modes, ["weft", "go"])
+        self.assertEqual(a.n, [10, 1000])
+        self.assertEqual((a.runs, a.out), (5, "/tmp/x"))
+
+    def test_bad_input_is_refused_with_a_message(self):
+        for argv, words in [(["--modes", "weft,fibers"], "unknown mode 'fibers'"),
+                            (["--workloads", "disk"], "unknown workload 'disk'"),
+                            (["--n", "10,x"], "expected N values"),
+                            (["--n", "0"], "expected N values"),
+                            (["--runs", "0"], "whole number >= 1"),
+                            (["--runs"], "expected one argument"),
+                            (["--frobnicate"], "unrecognized arguments")]:
+            code, err = bad_args(argv)
+            self.assertEqual(code, 2, argv)
+            self.assertIn(words, err, argv)
+
+
+class Parsers(unittest.TestCase):
+    def test_result_line(self):
+        out = ("echo_server: noise\nbench=gather workload=read mode=weft n=1000 ops=1000 "
+               "status=ok done=1000 wall_s=0.0289 user_s=0.010 sys_s=0.012 maxrss_kb=70548 "
+               "enters=1\nother line\n")
+        d = g.parse_result_line(out)
+        self.assertEqual(d["mode"], "weft")
+        self.assertEqual(g.num(d, "maxrss_kb"), 70548)
+        self.assertEqual(g.num(d, "missing", -1), -1)
+        self.assertIsNone(g.parse_result_line("no result here\n"))
+        # The last of several lines wins; a failed run keeps its errno name.
+        d = g.parse_result_line("bench=x status=ok\nbench=x status=EAGAIN done=32748\n")
+        self.assertEqual((d["status"], d["done"]), ("EAGAIN", "32748"))
+
+    def test_strace_of_a_threaded_run(self):
+        with open(os.path.join(DATA, "strace-c-threads.txt")) as f:
+            c = g.parse_strace_c(f.read())
+        self.assertEqual(c["calls"]["clock_nanosleep"], 20)
+        self.assertEqual(c["calls"]["clone3"], 20)
+        self.assertEqual(c["errors"]["openat"], 11)
+        self.assertEqual(c["errors"]["clone3"], 0)
+        self.assertEqual(c["total"], 318)
+        self.assertEqual(sum(c["calls"].values()), 318)
+        self.assertAlmostEqual(c["seconds"]["clock_nanosleep"], 0.075367)
+
+    def test_strace_noise_and_missing_total(self):
+        text = ("strace: Process 123 attached\n"
+                "% time     seconds  usecs/call     calls    errors syscall\n"
+                "------ ----------- ----------- --------- --------- ----------------\n"
+                " 60.00    0.000060          30         2           io_uring_enter\n"
+                " 40.00    0.000040          40         1         1 openat\n")
+        c = g.parse_strace_c(text)
+        self.assertEqual(c["calls"], {"io_uring_enter": 2, "openat": 1})
+        self.assertEqual(c["total"], 3)
+        self.assertEqual(g.parse_strace_c("")["total"], 0)
+
+    def test_syscall_table_subtracts_the_baseline(self):
+        full = {"calls": {"io_uring_enter": 12, "mmap": 30}, "total": 42}
+        zero = {"calls": {"io_uring_enter": 2, "mmap": 30}, "total": 32}
+        rows = g.syscall_table(full, tasks=100, ops=200, baseline=zero)
+        self.assertTrue(rows[0].startswith("syscall"))
+        self.assertIn("io_uring_enter", rows[1])
+        self.assertEqual(rows[1].split()[1:], ["10", "0.1", "0.05"])
+        self.assertFalse(any(r.startswith("mmap") for r in rows))  # nothing left of it
+        self.assertEqual(rows[-1].split()[1:], ["10", "0.1", "0.05"])
+
+
+class Writers(unittest.TestCase):
+    def rows(self):
+        return [
+            {"mode": "weft", "wall": {"median": 0.1, "min": 0.09, "max": 0.2}, "inproc": 0.08,
+             "cpu": 0.05, "rss_kb": 2048, "syscalls_per_op": 0.01, "enters_per_op": 0.005},
+            {"mode": "threads", "wall": {"median": 0.5, "min": 0.4, "max": 0.6}, "cpu": 0.7,
+             "rss_kb": 4096, "syscalls_per_op": 11.4},
+            {"mode": "go", "failed": "skipped: Go is not installed (sudo apt-get install "
+             "golang-go)"},
+        ]
+
+    def test_summary(self):
+        self.assertEqual(g.summary([3, 1, 2, None]), {"median": 2, "min": 1, "max": 3, "n": 3})
+        self.assertIsNone(g.summary([None]))
+
+    def test_markdown_table(self):
+        lines = g.markdown_table(self.rows())
+        self.assertEqual(len(lines), 5)
+        cells = [c.strip() for c in lines[2].strip("|").split("|")]
+        self.assertEqual(len(cells), len(g.COLUMNS))
+        self.assertEqual(cells[:2], ["weft", "100.0 ms (90.0 ms-200.0 ms)"])
+        self.assertEqual(cells[4], "2.0 MiB")
+        threads = [c.strip() for c in lines[3].strip("|").split("|")]
+        self.assertEqual(threads[-1], "5.00x")
+        self.assertEqual(threads[5], "11.4")
+        self.assertIn("**skipped: Go is not installed", lines[4])
+        self.assertEqual(lines[4].count("|"), len(g.COLUMNS) + 1)
+
+    def test_hyperfine_merge(self):
+        runs = [{"times": [0.2], "user": 0.1, "system": 0.05, "exit_codes": [0]},
+                {"times": [0.4], "user": 0.3, "system": 0.15, "exit_codes": [0]},
+                {"times": [0.3], "user": 0.2, "system": 0.1, "exit_codes": [0]}]
+        doc = g.hyperfine_merge("bench_tasks sleep weft 10", runs)
+        r = doc["results"][0]
+        self.assertEqual(r["times"], [0.2, 0.4, 0.3])
+        self.assertAlmostEqual(r["median"], 0.3)
+        self.assertAlmostEqual(r["mean"], 0.3)
+        self.assertEqual((r["min"], r["max"]), (0.2, 0.4))
+        self.assertAlmostEqual(r["user"], 0.2)
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "h.json")
+            g.write_json(p, doc)
+            with open(p) as f:
+                self.assertEqual(json.load(f), doc)
+
+    def test_svg_plot(self):
+        svg = g.svg_plot("sleep: wall", "wall, s",
+                         {"weft": [(10, 0.1), (1000, 0.12), (100, None)],
+                          "threads": [(10, 0.1), (1000, 1.3)], "go": [(10, 0)]})
+        root = ET.fromstring(svg)  # well-formed XML
+        ns = "{http://www.w3.org/2000/svg}"
+        lines = root.findall(f"{ns}polyline")
+        self.assertEqual(len(lines), 2)  # go had no usable point
+        self.assertEqual(len(root.findall(f"{ns}circle")), 4)
+        self.assertIn("threads", svg)
+        empty = ET.fromstring(g.svg_plot("t", "y", {}))
+        self.assertIn("no data", "".join(empty.itertext()))
+
+
+class Syscount(unittest.TestCase):
+    def test_from_a_saved_strace_output(self):
+        tool = os.path.join(SRC, "tools", "syscount")
+        r = subprocess.run([sys.executable, tool, "--from",
+                            os.path.join(DATA, "strace-c-threads.txt"), "--tasks", "20",
+                            "--ops", "40", "--top", "3"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], "20 tasks, 40 operations")
+        self.assertEqual(lines[2].split(), ["rt_sigprocmask", "81", "4.05", "2.025"])
+        self.assertEqual(lines[-1].split(), ["all", "318", "15.9", "7.95"])
+
+    def test_needs_a_task_count(self):
+        tool = os.path.join(SRC, "tools", "syscount")
+        r = subprocess.run([sys.executable, tool, "--from",
+                            os.path.join(DATA, "strace-c-threads.txt")],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--tasks N", r.stderr)
+        r = subprocess.run([sys.executable, tool, "--from", "/nonexistent"],
+                           capture_output=True, text=True)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("No such file", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=1)
