@@ -182,7 +182,7 @@ def fmt_g(x, digits=3):
 # ---- results ---------------------------------------------------------------------------
 
 COLUMNS = ("mode", "wall (median, min-max)", "in-process", "CPU user+sys", "peak RSS",
-           "syscalls/op", "io_uring_enter/op", "weft is faster by")
+           "syscalls/op", "io_uring_enter/op", "wall / weft's")
 
 
 def row_cells(r, weft_wall):

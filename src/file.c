@@ -145,9 +145,11 @@ int weft_close(int fd)
 	 * hold their own reference to the file), so a fiber parked in a recv
 	 * on it would wait forever: cancel them first, by fd (Linux 5.19; an
 	 * older kernel answers -EINVAL and nothing is lost). The cancel is
-	 * issued before the close, in SQ order.
+	 * issued before the close, in SQ order, and only when this loop has
+	 * an operation in flight on the fd (another loop's ring is not ours
+	 * to cancel in anyway).
 	 */
-	if (fd >= 0) {
+	if (fd >= 0 && (l->fd_untracked || ((size_t)fd < l->fd_busy_len && l->fd_busy[fd]))) {
 		struct io_uring_sqe *c = weft__ring_sqe(l);
 
 		io_uring_prep_cancel_fd(c, fd, IORING_ASYNC_CANCEL_ALL);

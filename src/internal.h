@@ -48,6 +48,7 @@ struct weft__op {
 	uint32_t cflags;	  /* cqe->flags, copied likewise */
 	uint8_t state;		  /* enum weft__op_state */
 	bool cancel_sent;	  /* an ASYNC_CANCEL naming this op is in the ring */
+	int32_t fd;		  /* counted in loop->fd_busy, or -1 */
 };
 
 enum weft__fiber_state {
@@ -176,7 +177,15 @@ struct weft_loop {
 	struct weft_fiber *all;	   /* fibers alive */
 	uint64_t live;		   /* how many are alive */
 	uint64_t inflight;	   /* SQEs whose final CQE is not yet reaped */
-	uint64_t timer_seq;	   /* last sequence number handed out */
+	/*
+	 * Operations in flight per fd, so that weft_close sends its cancel
+	 * only when something waits on the fd: a cancel by fd walks every
+	 * pending request of the ring, O(N) each, O(N^2) for N connections.
+	 */
+	uint32_t *fd_busy;
+	size_t fd_busy_len;
+	bool fd_untracked;  /* growing fd_busy failed: always cancel */
+	uint64_t timer_seq; /* last sequence number handed out */
 	uint32_t next_id;
 	bool running;
 	bool destroying;
@@ -195,6 +204,9 @@ struct weft_loop {
 	} census[32];
 #endif
 };
+
+/* Count an operation on @fd (false: not counted, weft_close must cancel). */
+bool weft__fd_busy_inc(struct weft_loop *l, int fd);
 
 /* The loop running on this thread (NULL outside weft_loop_run). */
 extern __thread struct weft_loop *weft__tls_loop;

@@ -211,6 +211,7 @@ void weft_loop_destroy(weft_loop *l)
 	io_uring_queue_exit(&l->ring);
 	weft__timers_fini(l);
 	weft__stacks_fini(&l->stacks);
+	free(l->fd_busy);
 	free(l);
 }
 

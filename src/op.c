@@ -9,6 +9,8 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* The checks every blocking operation makes before it touches the ring. */
 int weft__op_check(struct weft_fiber **self)
@@ -38,6 +40,28 @@ struct io_uring_sqe *weft__op_sqe(struct weft_loop *l, struct weft_fiber *self, 
 	return weft__ring_sqe(l);
 }
 
+bool weft__fd_busy_inc(struct weft_loop *l, int fd)
+{
+	if ((size_t)fd >= l->fd_busy_len) {
+		size_t len = l->fd_busy_len ? l->fd_busy_len : 256;
+
+		while (len <= (size_t)fd)
+			len *= 2;
+
+		uint32_t *grown = realloc(l->fd_busy, len * sizeof(*grown));
+
+		if (!grown) {
+			l->fd_untracked = true;
+			return false;
+		}
+		memset(grown + l->fd_busy_len, 0, (len - l->fd_busy_len) * sizeof(*grown));
+		l->fd_busy = grown;
+		l->fd_busy_len = len;
+	}
+	l->fd_busy[fd]++;
+	return true;
+}
+
 /*
  * Submit @sqe (prepared by the caller) and park until its final CQE, then
  * return cqe->res. With @deadline and a fiber deadline, a linked timeout
@@ -49,8 +73,10 @@ int weft__op_await(struct weft_loop *l, struct weft_fiber *self, struct weft__op
 	struct __kernel_timespec ts;
 	bool linked = deadline && self->deadline != WEFT_FOREVER;
 
-	*op = (struct weft__op){ .fiber = self, .state = WEFT__OP_ARMED };
+	*op = (struct weft__op){ .fiber = self, .state = WEFT__OP_ARMED, .fd = -1 };
 	io_uring_sqe_set_data(sqe, op);
+	if (sqe->fd >= 0 && !(sqe->flags & IOSQE_FIXED_FILE) && weft__fd_busy_inc(l, sqe->fd))
+		op->fd = sqe->fd;
 	l->inflight++;
 	l->stats.sqes++;
 	if (linked) {

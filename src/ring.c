@@ -193,6 +193,8 @@ static inline void op_complete(struct weft_loop *l, const struct io_uring_cqe *c
 	if (!(cqe->flags & IORING_CQE_F_MORE)) {
 		op->state = WEFT__OP_DONE;
 		l->inflight--;
+		if (op->fd >= 0)
+			l->fd_busy[op->fd]--;
 	}
 	weft__fiber_wake(op->fiber, 0);
 }

@@ -481,6 +481,61 @@ static int race_case(void *arg)
 	return 0;
 }
 
+/*
+ * weft_close sends its cancel-by-fd only when this loop has an operation
+ * in flight on the fd: each such cancel walks every pending request of the
+ * ring, which made closing N connections O(N^2). A close with nothing
+ * pending is one SQE; with a parked read on the fd it is two, and the read
+ * still ends -ECANCELED.
+ */
+struct closecase {
+	int p[2];
+	uint64_t sqes_idle, sqes_busy;
+	struct piperead r;
+};
+
+static int close_cases(void *arg)
+{
+	struct closecase *c = arg;
+	weft_loop *l = weft_loop_current();
+	weft_stats a, b;
+	weft_fiber *f;
+
+	int spare = dup(c->p[1]);
+
+	if (spare < 0)
+		return -errno;
+	weft_loop_stats(l, &a);
+	if (weft_close(spare) != 0)
+		return -EIO;
+	weft_loop_stats(l, &b);
+	c->sqes_idle = b.sqes - a.sqes;
+	if (weft_spawn(NULL, read_pipe, &c->r, &f) < 0)
+		return -ENOMEM;
+	weft_sleep(10 * WEFT_MSEC); /* parked in the kernel, on p[0] */
+	weft_loop_stats(l, &a);
+	if (weft_close(c->p[0]) != 0)
+		return -EIO;
+	weft_loop_stats(l, &b);
+	c->sqes_busy = b.sqes - a.sqes;
+	return weft_join(f, NULL);
+}
+
+static void test_close_cancels_only_when_something_waits(void **state)
+{
+	struct closecase c;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(pipe2(c.p, O_CLOEXEC), 0);
+	c.r.fd = c.p[0];
+	assert_int_equal(t_run(close_cases, &c), 0);
+	assert_int_equal(c.sqes_idle, 1);
+	assert_int_equal(c.sqes_busy, 2);
+	assert_int_equal(c.r.rc, -ECANCELED);
+	close(c.p[1]);
+}
+
 static void test_read_that_completes_anyway_keeps_its_data(void **state)
 {
 	struct race r = { .rounds = 500 };
@@ -503,6 +558,7 @@ int main(void)
 		cmocka_unit_test(test_pipe_read_past_deadline_fails_etimedout),
 		cmocka_unit_test(test_cancel_fiber_blocked_in_pipe_read),
 		cmocka_unit_test(test_read_that_completes_anyway_keeps_its_data),
+		cmocka_unit_test(test_close_cancels_only_when_something_waits),
 	};
 
 	if (!t_io_uring_usable())
