@@ -231,6 +231,47 @@ void w_result(const char *status, long long done, double wall, const char *extra
 	}
 }
 
+/* The blocking file parts of a task, shared by the baselines and the epoll peer. */
+int w_pread_slice(long long i)
+{
+	char *buf = w_buf(i);
+	size_t got = 0;
+
+	while (got < W_SLICE) {
+		ssize_t n = pread(w_file_fd, buf + got, W_SLICE - got, w_slice_off(i) + (off_t)got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO; /* the file shrank under us */
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+int w_write_own_file(long long i)
+{
+	char path[4096];
+	int fd;
+	int rc = 0;
+
+	w_task_path(path, sizeof(path), i);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, w_wbuf, W_WRITE) != W_WRITE)
+		rc = errno ? -errno : -EIO;
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (unlink(path) < 0 && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
 void w_nap_ms(long long ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };

@@ -93,6 +93,9 @@ void w_server_addr(struct sockaddr_in *sa);
  * errno name; @extra: more " key=value" fields or "".
  */
 void w_result(const char *status, long long done, double wall, const char *extra);
+/* Task @i's file work with blocking calls: 0 or -errno. */
+int w_pread_slice(long long i);
+int w_write_own_file(long long i);
 /* nanosleep(@ms) through EINTR. */
 void w_nap_ms(long long ms);
 

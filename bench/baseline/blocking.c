@@ -12,46 +12,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int read_slice(long long i)
-{
-	char *buf = w_buf(i);
-	size_t got = 0;
-
-	while (got < W_SLICE) {
-		ssize_t n = pread(w_file_fd, buf + got, W_SLICE - got, w_slice_off(i) + (off_t)got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO; /* the file shrank under us */
-		got += (size_t)n;
-	}
-	return 0;
-}
-
-static int write_own_file(long long i)
-{
-	char path[4096];
-	int fd;
-	int rc = 0;
-
-	w_task_path(path, sizeof(path), i);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, w_wbuf, W_WRITE) != W_WRITE)
-		rc = errno ? -errno : -EIO;
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (unlink(path) < 0 && rc == 0)
-		rc = -errno;
-	return rc;
-}
-
 static int round_trips(long long k)
 {
 	struct sockaddr_in sa;
@@ -100,14 +60,14 @@ static int task(long long i)
 		w_nap_ms(w.d_ms);
 		return 0;
 	case W_READ:
-		return read_slice(i);
+		return w_pread_slice(i);
 	case W_WRITE_FSYNC:
-		return write_own_file(i);
+		return w_write_own_file(i);
 	case W_SOCKET:
 		return round_trips(w.rounds);
 	case W_MIXED:
 		w_nap_ms(w.d_ms);
-		rc = read_slice(i);
+		rc = w_pread_slice(i);
 		return rc < 0 ? rc : round_trips(1);
 	}
 	return -EINVAL;

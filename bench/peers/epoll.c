@@ -84,44 +84,6 @@ static void finish(struct task *t, int rc)
 	finished++;
 }
 
-static int read_slice(long long i)
-{
-	size_t got = 0;
-
-	while (got < W_SLICE) {
-		ssize_t n =
-		    pread(w_file_fd, w_buf(i) + got, W_SLICE - got, w_slice_off(i) + (off_t)got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
-static int write_own_file(long long i)
-{
-	char path[4096];
-	int rc = 0;
-	int fd;
-
-	w_task_path(path, sizeof(path), i);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, w_wbuf, W_WRITE) != W_WRITE)
-		rc = errno ? -errno : -EIO;
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (unlink(path) < 0 && rc == 0)
-		rc = -errno;
-	return rc;
-}
-
 /* Send one message; a 64-byte send to a fresh socket buffer goes whole. */
 static void send_msg(struct task *t)
 {
@@ -168,16 +130,16 @@ static void after_sleep(struct task *t)
 		finish(t, 0);
 		return;
 	case W_READ:
-		finish(t, read_slice(t->i));
+		finish(t, w_pread_slice(t->i));
 		return;
 	case W_WRITE_FSYNC:
-		finish(t, write_own_file(t->i));
+		finish(t, w_write_own_file(t->i));
 		return;
 	case W_SOCKET:
 		start_round_trips(t, w.rounds);
 		return;
 	case W_MIXED:
-		rc = read_slice(t->i);
+		rc = w_pread_slice(t->i);
 		if (rc < 0)
 			finish(t, rc);
 		else
