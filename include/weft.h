@@ -315,7 +315,8 @@ typedef struct weft_call {
  * is NULL with @n > 0 or a fn is NULL (nothing runs); -EPERM outside a fiber;
  * -ECANCELED if the caller was already cancelled (nothing runs, each result
  * is -ECANCELED). If only some children could be spawned (-ENOMEM, -EAGAIN),
- * the rest get that error as their result and the spawned ones are cancelled.
+ * the rest get that error as their result, the spawned ones are cancelled
+ * and waited for, and that error is returned.
  */
 int weft_gather(weft_call *calls, size_t n);
 

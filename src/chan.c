@@ -109,7 +109,7 @@ int weft_chan_send(weft_chan *ch, const void *elem)
 	if (rc != -EAGAIN)
 		return rc;
 	w.elem = (void *)(uintptr_t)elem;
-	return weft__waitq_wait(&ch->senders, &w, WEFT__WAIT_EVENT);
+	return weft__waitq_wait(&ch->senders, &w, false);
 }
 
 int weft_chan_recv(weft_chan *ch, void *elem)
@@ -128,7 +128,7 @@ int weft_chan_recv(weft_chan *ch, void *elem)
 	if (rc != -EAGAIN)
 		return rc;
 	w.elem = elem;
-	return weft__waitq_wait(&ch->receivers, &w, WEFT__WAIT_EVENT);
+	return weft__waitq_wait(&ch->receivers, &w, false);
 }
 
 int weft_chan_try_send(weft_chan *ch, const void *elem)
@@ -167,7 +167,7 @@ void weft_chan_destroy(weft_chan *ch)
 {
 	if (!ch)
 		return;
-	if (ch->senders.head || ch->receivers.head)
+	if (!weft__waitq_empty(&ch->senders) || !weft__waitq_empty(&ch->receivers))
 		WEFT__BUG(weft_self(), "weft_chan_destroy with fibers parked on the channel");
 	free(ch);
 }

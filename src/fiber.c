@@ -1,16 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Fiber lifecycle: spawn, the switch, park and wake, join, cancel, yield.
- * A parked fiber is resumed by exactly one wake; a fiber parked on I/O is
- * woken only by its op's CQE (cancel asks the kernel, it does not wake), so
- * its stack outlives every SQE that points into it.
+ * A parked fiber waits on a wait record and is resumed by exactly one wake.
+ * What it waits for is the wait record's business: weft_cancel calls the
+ * record's cancel hook, which either wakes the fiber or asks whatever it
+ * waits on to end early (an op parked in the kernel keeps its fiber parked
+ * until the backend reports it over, so the stack outlives the kernel's use
+ * of it). This file knows nothing of operations, timers' clients or groups;
+ * it calls only the timer heap and the stack pool.
  */
 #include "internal.h"
 
 #include <errno.h>
-#include <pthread.h>
+#include <string.h>
 
 __thread struct weft_loop *weft__tls_loop __attribute__((tls_model("initial-exec")));
+
+static void wake_cancelled(struct weft_fiber *f, struct weft__wait *w)
+{
+	(void)w;
+	weft__fiber_wake(f, -ECANCELED);
+}
+
+struct weft__wait weft__wait_event = { .cancel = wake_cancelled };
+struct weft__wait weft__wait_handoff = { .cancel = NULL };
 
 static struct weft_fiber *runq_pop(struct weft_loop *l)
 {
@@ -92,7 +105,8 @@ void weft__fiber_schedule(struct weft_loop *l, struct weft_fiber *self)
 	if (l->round_left > 0 && l->runq_head) {
 		next = runq_pop(l);
 		l->round_left--;
-	} else if (l->runq_head && l->inflight == 0 && l->timers.len == 0) {
+	} else if (l->runq_head && l->inflight == 0 && l->timers.len == 0 &&
+		   l->remote_expected == 0) {
 		/*
 		 * Nothing for the kernel and no timer: the tick would make no
 		 * system call, so start the next round here, fiber to fiber.
@@ -116,26 +130,17 @@ void weft__fiber_run_round(struct weft_loop *l)
 	jump(l, NULL, runq_pop(l));
 }
 
-/*
- * Park @self until a wake. With a @deadline, a heap timer wakes it with
- * -ETIMEDOUT. Returns the waker's result.
- */
-int weft__fiber_park(struct weft_loop *l, struct weft_fiber *self, enum weft__wait wait,
+int weft__fiber_park(struct weft_loop *l, struct weft_fiber *self, struct weft__wait *w,
 		     int64_t deadline)
 {
 	assert(self == l->cur && self->state == WEFT__FIBER_RUNNING);
-	if (deadline != WEFT_FOREVER) {
-		int rc = weft__timer_arm(l, self, deadline);
-
-		if (rc < 0)
-			return rc;
-	}
+	if (deadline != WEFT_FOREVER)
+		weft__heap_add(&l->timers, self, deadline); /* room reserved at spawn */
 	self->state = WEFT__FIBER_PARKED;
-	self->wait = (uint8_t)wait;
+	self->wait = w;
 	self->wake_res = 0;
 	weft__fiber_schedule(l, self);
-	self->wait = WEFT__WAIT_NONE;
-	self->timer_seq = 0;
+	self->wait = NULL;
 	return self->wake_res;
 }
 
@@ -145,16 +150,9 @@ static void fiber_exit(struct weft_loop *l, struct weft_fiber *f, int result)
 	f->state = WEFT__FIBER_DONE;
 	l->live--;
 	l->stats.fibers = l->live;
-	if (f->all_prev)
-		f->all_prev->all_next = f->all_next;
-	else
-		l->all = f->all_next;
-	if (f->all_next)
-		f->all_next->all_prev = f->all_prev;
+	weft__list_del(&f->all);
 	if (f->joiner)
 		weft__fiber_wake(f->joiner, 0);
-	if (f->gather)
-		weft__gather_child_done(f);
 	if (f->detached)
 		l->zombie = f; /* freed by the next context, off this stack */
 	weft__fiber_schedule(l, f);
@@ -170,30 +168,42 @@ static void fiber_entry(void *arg)
 	fiber_exit(l, f, f->fn(f->arg));
 }
 
-int weft__fiber_spawn(struct weft_loop *l, weft_fn fn, void *arg, bool detached,
-		      struct weft_fiber **out)
+int weft__fiber_spawn_blk(struct weft_loop *l, weft_fn fn, const void *blk, size_t blk_len,
+			  bool detached, struct weft_fiber **out, void **blk_out)
 {
 	if (l->destroying)
 		return -ECANCELED;
 	if (l->live >= l->cfg.max_fibers)
 		return -EAGAIN;
+	/* Every fiber may park with a deadline: its heap entry is reserved now. */
+	if (weft__heap_reserve(&l->timers, l->live + 1) < 0)
+		return -ENOMEM;
 
 	struct weft_fiber *f = weft__stack_alloc(&l->stacks);
 
 	if (!f)
 		return -ENOMEM;
+
+	char *top = f->stack_top;
+	void *arg = (void *)blk;
+
+	if (blk_len) {
+		/* The block rides at the top of the new stack, 16-byte aligned. */
+		top = (char *)(((uintptr_t)top - blk_len) & ~(uintptr_t)15);
+		memcpy(top, blk, blk_len);
+		arg = top;
+		if (blk_out)
+			*blk_out = top;
+	}
 	f->loop = l;
 	f->fn = fn;
 	f->arg = arg;
 	f->id = ++l->next_id;
 	f->detached = detached;
 	f->deadline = WEFT_FOREVER;
-	weft__ctx_make(&f->ctx, f->stack_lo + 16, f->stack_top, fiber_entry, f);
+	weft__ctx_make(&f->ctx, f->stack_lo + 16, top, fiber_entry, f);
 
-	f->all_next = l->all;
-	if (l->all)
-		l->all->all_prev = f;
-	l->all = f;
+	weft__list_add_before(&l->all, &f->all);
 	l->live++;
 	l->stats.fibers = l->live;
 	l->stats.spawned++;
@@ -205,6 +215,12 @@ int weft__fiber_spawn(struct weft_loop *l, weft_fn fn, void *arg, bool detached,
 	if (out)
 		*out = f;
 	return 0;
+}
+
+int weft__fiber_spawn(struct weft_loop *l, weft_fn fn, void *arg, bool detached,
+		      struct weft_fiber **out)
+{
+	return weft__fiber_spawn_blk(l, fn, arg, 0, detached, out, NULL);
 }
 
 int weft_spawn(weft_loop *loop, weft_fn fn, void *arg, weft_fiber **out)
@@ -269,7 +285,7 @@ int weft_join(weft_fiber *f, int *result)
 			return -ECANCELED;
 		f->joiner = self;
 
-		int rc = weft__fiber_park(l, self, WEFT__WAIT_EVENT, self->deadline);
+		int rc = weft__fiber_park(l, self, &weft__wait_event, self->deadline);
 
 		f->joiner = NULL;
 		if (rc < 0)
@@ -288,28 +304,14 @@ int weft_cancel(weft_fiber *f)
 	if (f->state == WEFT__FIBER_DONE || f->state == WEFT__FIBER_FREE)
 		return 0;
 	f->cancelled = true;
-	if (f->state != WEFT__FIBER_PARKED)
-		return 0;
-	switch (f->wait) {
-	case WEFT__WAIT_IO:
-		weft__op_cancel(f->loop, f->op);
-		break;
-	case WEFT__WAIT_EVENT:
-		weft__fiber_wake(f, -ECANCELED);
-		break;
-	case WEFT__WAIT_GATHER:
-		weft__gather_cancel(f);
-		break;
-	default:
-		break;
-	}
+	if (f->state == WEFT__FIBER_PARKED && f->wait && f->wait->cancel)
+		f->wait->cancel(f, f->wait);
 	return 0;
 }
 
 /*
- * Free every fiber still on the loop's books: called by destroy once none
- * is alive, for joinable fibers nobody joined. Their stacks go with the
- * slabs, so only the counts need care.
+ * Forget the run queue: called by destroy once no fiber is alive. Joinable
+ * fibers nobody joined go with the slabs.
  */
 void weft__fiber_free_all(struct weft_loop *l)
 {

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * File operations: one thin function per opcode over the await in op.c.
- * Arguments are checked here so that bad input is a clear -errno before
- * anything reaches the kernel.
+ * File operations: one thin function each, filling an op record (see the
+ * field map in opdef.c) and running it. Arguments are checked here so that
+ * bad input is a clear -errno before anything reaches the kernel.
  */
 #include "internal.h"
 
@@ -10,16 +10,14 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 
-#ifndef IORING_FSYNC_DATASYNC
-#define IORING_FSYNC_DATASYNC (1U << 0)
-#endif
-/* Linux 6.9; liburing 2.3 has neither the constant nor a helper. */
-#define WEFT__OP_FTRUNCATE 55
+/* IORING_FSYNC_DATASYNC, as the kernel defines it. */
+#define FSYNC_DATASYNC (1U << 0)
 
 /* The most one read or write moves, as the kernel's MAX_RW_COUNT. */
 #define RW_MAX ((size_t)0x7ffff000)
+
+#define PTR(p) ((uint64_t)(uintptr_t)(p))
 
 static int check_buf(const void *buf, size_t len, int64_t off)
 {
@@ -38,20 +36,55 @@ static int check_iov(const struct iovec *iov, int iovcnt, int64_t off)
 	return 0;
 }
 
+/* A read or write: @addr and @len are a buffer, or an iovec array and its count. */
+static ssize_t rw(uint8_t code, int fd, const void *addr, size_t len, int64_t off)
+{
+	struct weft__op op = { .code = code,
+			       .fd = fd,
+			       .addr = PTR(addr),
+			       .len = (uint32_t)(len < RW_MAX ? len : RW_MAX),
+			       .off = (uint64_t)off };
+
+	return weft__op_run(&op);
+}
+
+ssize_t weft_read(int fd, void *buf, size_t len, int64_t off)
+{
+	int rc = check_buf(buf, len, off);
+
+	return rc < 0 ? rc : rw(WEFT__OP_READ, fd, buf, len, off);
+}
+
+ssize_t weft_write(int fd, const void *buf, size_t len, int64_t off)
+{
+	int rc = check_buf(buf, len, off);
+
+	return rc < 0 ? rc : rw(WEFT__OP_WRITE, fd, buf, len, off);
+}
+
+ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t off)
+{
+	int rc = check_iov(iov, iovcnt, off);
+
+	return rc < 0 ? rc : rw(WEFT__OP_READV, fd, iov, (size_t)iovcnt, off);
+}
+
+ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t off)
+{
+	int rc = check_iov(iov, iovcnt, off);
+
+	return rc < 0 ? rc : rw(WEFT__OP_WRITEV, fd, iov, (size_t)iovcnt, off);
+}
+
 int weft_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
+	struct weft__op op = { .code = WEFT__OP_OPENAT,
+			       .fd = dirfd,
+			       .addr = PTR(path),
+			       .len = mode,
+			       .op_flags = (uint32_t)flags };
 
-	if (!path)
-		return -EINVAL;
-
-	int rc = weft__call_begin(&c, &sqe);
-
-	if (rc < 0)
-		return rc;
-	io_uring_prep_openat(sqe, dirfd, path, flags, mode);
-	return weft__call_await(&c, sqe);
+	return path ? weft__op_run(&op) : -EINVAL;
 }
 
 int weft_open(const char *path, int flags, mode_t mode)
@@ -59,215 +92,88 @@ int weft_open(const char *path, int flags, mode_t mode)
 	return weft_openat(AT_FDCWD, path, flags, mode);
 }
 
-/* One read or write opcode: @addr and @len are a buffer, or an iovec array and its count. */
-static ssize_t rw(int opcode, int fd, const void *addr, unsigned len, int64_t off)
-{
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
-	int rc = weft__call_begin(&c, &sqe);
-
-	if (rc < 0)
-		return rc;
-	io_uring_prep_rw(opcode, sqe, fd, addr, len, (uint64_t)off);
-	return weft__call_await(&c, sqe);
-}
-
-ssize_t weft_read(int fd, void *buf, size_t len, int64_t off)
-{
-	int rc = check_buf(buf, len, off);
-
-	return rc < 0 ? rc
-		      : rw(IORING_OP_READ, fd, buf, (unsigned)(len < RW_MAX ? len : RW_MAX), off);
-}
-
-ssize_t weft_write(int fd, const void *buf, size_t len, int64_t off)
-{
-	int rc = check_buf(buf, len, off);
-
-	return rc < 0 ? rc
-		      : rw(IORING_OP_WRITE, fd, buf, (unsigned)(len < RW_MAX ? len : RW_MAX), off);
-}
-
-ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t off)
-{
-	int rc = check_iov(iov, iovcnt, off);
-
-	return rc < 0 ? rc : rw(IORING_OP_READV, fd, iov, (unsigned)iovcnt, off);
-}
-
-ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t off)
-{
-	int rc = check_iov(iov, iovcnt, off);
-
-	return rc < 0 ? rc : rw(IORING_OP_WRITEV, fd, iov, (unsigned)iovcnt, off);
-}
-
-static int fsync_flags(int fd, unsigned flags)
-{
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
-	int rc = weft__call_begin(&c, &sqe);
-
-	if (rc < 0)
-		return rc;
-	io_uring_prep_fsync(sqe, fd, flags);
-	return weft__call_await(&c, sqe);
-}
-
 int weft_fsync(int fd)
 {
-	return fsync_flags(fd, 0);
+	struct weft__op op = { .code = WEFT__OP_FSYNC, .fd = fd };
+
+	return weft__op_run(&op);
 }
 
 int weft_fdatasync(int fd)
 {
-	return fsync_flags(fd, IORING_FSYNC_DATASYNC);
+	struct weft__op op = { .code = WEFT__OP_FSYNC, .fd = fd, .op_flags = FSYNC_DATASYNC };
+
+	return weft__op_run(&op);
 }
 
+/*
+ * Runs even for a cancelled fiber or past its deadline (the op table's
+ * must_run), or the fd would leak; the ops pending on the fd are cancelled
+ * first (its closes flag). Only -EPERM (no fiber) stops it.
+ */
 int weft_close(int fd)
 {
-	struct weft_fiber *self;
-	struct weft__op op;
-	int rc = weft__op_check(&self);
+	struct weft__op op = { .code = WEFT__OP_CLOSE, .fd = fd };
 
-	/*
-	 * A close must happen even for a cancelled fiber or past its
-	 * deadline, or the fd leaks: only -EPERM stops it.
-	 */
-	if (rc == -EPERM)
-		return rc;
-	self = weft__tls_loop->cur;
-
-	struct weft_loop *l = self->loop;
-
-	/*
-	 * Closing an fd does not end io_uring operations pending on it (they
-	 * hold their own reference to the file), so a fiber parked in a recv
-	 * on it would wait forever: cancel them first, by fd (Linux 5.19; an
-	 * older kernel answers -EINVAL and nothing is lost). The cancel is
-	 * issued before the close, in SQ order, and only when this loop has
-	 * an operation in flight on the fd (another loop's ring is not ours
-	 * to cancel in anyway).
-	 */
-	if (fd >= 0 && (l->fd_untracked || ((size_t)fd < l->fd_busy_len && l->fd_busy[fd]))) {
-		struct io_uring_sqe *c = weft__ring_sqe(l);
-
-		io_uring_prep_cancel_fd(c, fd, IORING_ASYNC_CANCEL_ALL);
-		io_uring_sqe_set_data64(c, WEFT__UD_IGNORE);
-		l->inflight++;
-		l->stats.sqes++;
-	}
-
-	struct io_uring_sqe *sqe = weft__op_sqe(l, self, false);
-
-	/* A cancel that reaches it finds nothing: close completes when submitted. */
-	io_uring_prep_close(sqe, fd);
-	return weft__op_await(l, self, &op, sqe, false);
+	return weft__op_run(&op);
 }
 
 int weft_statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *out)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
+	struct weft__op op = { .code = WEFT__OP_STATX,
+			       .fd = dirfd,
+			       .addr = PTR(path),
+			       .len = mask,
+			       .off = PTR(out),
+			       .op_flags = (uint32_t)flags };
 
-	if (!path || !out)
-		return -EINVAL;
-
-	int rc = weft__call_begin(&c, &sqe);
-
-	if (rc < 0)
-		return rc;
-	io_uring_prep_statx(sqe, dirfd, path, flags, mask, out);
-	return weft__call_await(&c, sqe);
+	return path && out ? weft__op_run(&op) : -EINVAL;
 }
 
 int weft_unlink(const char *path, int flags)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
+	struct weft__op op = { .code = WEFT__OP_UNLINKAT,
+			       .fd = AT_FDCWD,
+			       .addr = PTR(path),
+			       .op_flags = (uint32_t)flags };
 
-	if (!path)
-		return -EINVAL;
-
-	int rc = weft__call_begin(&c, &sqe);
-
-	if (rc < 0)
-		return rc;
-	io_uring_prep_unlinkat(sqe, AT_FDCWD, path, flags);
-	return weft__call_await(&c, sqe);
+	return path ? weft__op_run(&op) : -EINVAL;
 }
 
 int weft_rename(const char *from, const char *to)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
+	struct weft__op op = { .code = WEFT__OP_RENAMEAT,
+			       .fd = AT_FDCWD,
+			       .addr = PTR(from),
+			       .len = (uint32_t)AT_FDCWD,
+			       .off = PTR(to) };
 
-	if (!from || !to)
-		return -EINVAL;
-
-	int rc = weft__call_begin(&c, &sqe);
-
-	if (rc < 0)
-		return rc;
-	io_uring_prep_renameat(sqe, AT_FDCWD, from, AT_FDCWD, to, 0);
-	return weft__call_await(&c, sqe);
+	return from && to ? weft__op_run(&op) : -EINVAL;
 }
 
 int weft_mkdir(const char *path, mode_t mode)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
+	struct weft__op op = {
+		.code = WEFT__OP_MKDIRAT, .fd = AT_FDCWD, .addr = PTR(path), .len = mode
+	};
 
-	if (!path)
-		return -EINVAL;
-
-	int rc = weft__op_check(&c.self);
-
-	if (rc < 0)
-		return rc;
-	if (!weft__op_supported(c.self->loop, IORING_OP_MKDIRAT))
-		return (int)weft__offload_syscall(SYS_mkdirat, AT_FDCWD, (long)path, (long)mode, 0,
-						  0);
-	rc = weft__call_begin(&c, &sqe);
-	if (rc < 0)
-		return rc;
-	io_uring_prep_mkdirat(sqe, AT_FDCWD, path, mode);
-	return weft__call_await(&c, sqe);
+	return path ? weft__op_run(&op) : -EINVAL;
 }
 
 int weft_fallocate(int fd, int mode, int64_t off, int64_t len)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
+	struct weft__op op = { .code = WEFT__OP_FALLOCATE,
+			       .fd = fd,
+			       .addr = (uint64_t)len,
+			       .len = (uint32_t)mode,
+			       .off = (uint64_t)off };
 
-	if (off < 0 || len <= 0)
-		return -EINVAL;
-
-	int rc = weft__call_begin(&c, &sqe);
-
-	if (rc < 0)
-		return rc;
-	io_uring_prep_fallocate(sqe, fd, mode, (off_t)off, (off_t)len);
-	return weft__call_await(&c, sqe);
+	return off < 0 || len <= 0 ? -EINVAL : weft__op_run(&op);
 }
 
 int weft_ftruncate(int fd, int64_t len)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
+	struct weft__op op = { .code = WEFT__OP_FTRUNCATE, .fd = fd, .off = (uint64_t)len };
 
-	if (len < 0)
-		return -EINVAL;
-
-	int rc = weft__op_check(&c.self);
-
-	if (rc < 0)
-		return rc;
-	if (!weft__op_supported(c.self->loop, WEFT__OP_FTRUNCATE))
-		return (int)weft__offload_syscall(SYS_ftruncate, fd, (long)len, 0, 0, 0);
-	rc = weft__call_begin(&c, &sqe);
-	if (rc < 0)
-		return rc;
-	io_uring_prep_rw(WEFT__OP_FTRUNCATE, sqe, fd, NULL, 0, (uint64_t)len);
-	return weft__call_await(&c, sqe);
+	return len < 0 ? -EINVAL : weft__op_run(&op);
 }

@@ -1,60 +1,103 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * weft_gather: run calls in child fibers and wait for all of them. The
- * gather record lives on the caller's stack, and the caller cannot leave
- * before the last child has returned, so the children may point at it.
+ * Task groups, and weft_gather on the same machinery. A member's record
+ * rides at the top of the member fiber's own stack (weft__fiber_spawn_blk),
+ * so neither a group spawn nor a gather allocates beyond the fiber itself.
+ * The member's fiber runs member_main(), which stores the result, reports
+ * to the group and unlinks itself on the way out.
+ *
+ * The two differ in what a failure and a cancel do:
+ *   - a task group (asyncio.TaskGroup): the first negative result cancels
+ *     the other members; a cancelled waiter cancels them and still waits;
+ *   - weft_gather (asyncio.gather): a failure cancels nobody; the children
+ *     inherit the caller's deadline; a cancel of the caller passes to every
+ *     child, and the caller waits for all of them.
  */
 #include "internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
 
-struct weft__gather {
-	struct weft_fiber *waiter;   /* the fiber in weft_gather */
-	struct weft_fiber *children; /* children still running */
-	size_t pending;		     /* how many */
+struct weft_group {
+	struct weft__list members; /* fibers still running */
+	size_t running;		   /* how many */
+	int first_err;		   /* the first negative result, once failed */
+	bool failed;
+	bool cancelled; /* weft_group_cancel, or a failure */
+	bool gather;	/* weft_gather's: failures cancel nobody */
+	struct weft_fiber *waiter;
+	struct weft__wait wait; /* weft_gather's: a cancel passes to the members */
 };
 
-static void unlink_child(struct weft__gather *g, struct weft_fiber *c)
+struct member {
+	struct weft__list link;
+	struct weft_group *g; /* NULL once the group was destroyed under it */
+	weft_fn fn;
+	void *arg;
+	int *result; /* where the result goes, or NULL */
+	struct weft_fiber *fiber;
+};
+
+static void cancel_members(struct weft_group *g)
 {
-	if (c->gprev)
-		c->gprev->gnext = c->gnext;
-	else
-		g->children = c->gnext;
-	if (c->gnext)
-		c->gnext->gprev = c->gprev;
-	c->gnext = NULL;
-	c->gprev = NULL;
+	struct weft__list *n;
+
+	g->cancelled = true;
+	weft__list_for_each(n, &g->members)
+	{
+		weft_cancel(weft__container_of(n, struct member, link)->fiber);
+	}
 }
 
-/* A child returned: store its result, and wake the waiter after the last. */
-void weft__gather_child_done(struct weft_fiber *f)
+static int member_main(void *arg)
 {
-	struct weft__gather *g = f->gather;
+	struct member *m = arg;
+	int rc = m->fn(m->arg);
+	struct weft_group *g = m->g;
 
-	f->gcall->result = f->result;
-	unlink_child(g, f);
-	f->gather = NULL;
-	assert(g->pending > 0);
-	if (--g->pending == 0)
-		weft__fiber_wake(g->waiter, 0);
+	if (m->result)
+		*m->result = rc;
+	if (g) {
+		weft__list_del(&m->link);
+		g->running--;
+		if (rc < 0 && !g->failed && !g->gather) {
+			g->failed = true;
+			g->first_err = rc;
+			cancel_members(g);
+		}
+		if (g->running == 0 && g->waiter)
+			weft__fiber_wake(g->waiter, 0);
+	}
+	return rc;
 }
 
-/* The waiter was cancelled: pass it on to every child still running. */
-void weft__gather_cancel(struct weft_fiber *waiter)
+/* A member fiber on @l running @fn(@arg), its result to *@result if not NULL. */
+static int member_spawn(struct weft_loop *l, struct weft_group *g, weft_fn fn, void *arg,
+			int *result, int64_t deadline)
 {
-	struct weft__gather *g = waiter->gwait;
+	struct member rec = { .g = g, .fn = fn, .arg = arg, .result = result };
+	struct weft_fiber *f;
+	void *blk;
+	int rc = weft__fiber_spawn_blk(l, member_main, &rec, sizeof(rec), true, &f, &blk);
 
-	for (struct weft_fiber *c = g->children; c; c = c->gnext)
-		weft_cancel(c);
-}
+	if (rc < 0)
+		return rc;
 
-static int first_error(const weft_call *calls, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (calls[i].result < 0)
-			return calls[i].result;
+	struct member *m = blk;
+
+	m->fiber = f;
+	f->deadline = deadline;
+	weft__list_add_before(&g->members, &m->link);
+	g->running++;
 	return 0;
+}
+
+/* ---- gather ------------------------------------------------------------------ */
+
+static void gather_cancel(struct weft_fiber *f, struct weft__wait *w)
+{
+	(void)f;
+	cancel_members(weft__container_of(w, struct weft_group, wait));
 }
 
 static int check_calls(const weft_call *calls, size_t n)
@@ -71,8 +114,9 @@ int weft_gather(weft_call *calls, size_t n)
 {
 	struct weft_loop *l = weft__tls_loop;
 	struct weft_fiber *self = l ? l->cur : NULL;
-	struct weft__gather g = { .waiter = self };
+	struct weft_group g = { .gather = true, .waiter = self, .wait.cancel = gather_cancel };
 	int rc = check_calls(calls, n);
+	int spawn_err = 0;
 
 	if (!self)
 		return -EPERM;
@@ -83,58 +127,31 @@ int weft_gather(weft_call *calls, size_t n)
 	if (self->cancelled)
 		return n ? -ECANCELED : 0;
 
+	weft__list_init(&g.members);
 	for (size_t i = 0; i < n; i++) {
-		struct weft_fiber *c;
-
-		rc = weft__fiber_spawn(l, calls[i].fn, calls[i].arg, true, &c);
+		rc = member_spawn(l, &g, calls[i].fn, calls[i].arg, &calls[i].result,
+				  self->deadline);
 		if (rc < 0) {
+			/* Not all could start: the rest fail with why, the started are cancelled.
+			 */
 			for (size_t j = i; j < n; j++)
 				calls[j].result = rc;
-			for (c = g.children; c; c = c->gnext)
-				weft_cancel(c);
+			spawn_err = rc;
+			cancel_members(&g);
 			break;
 		}
-		c->gather = &g;
-		c->gcall = &calls[i];
-		c->deadline = self->deadline;
-		c->gnext = g.children;
-		if (g.children)
-			g.children->gprev = c;
-		g.children = c;
-		g.pending++;
 	}
-
-	self->gwait = &g;
-	while (g.pending > 0)
-		weft__fiber_park(l, self, WEFT__WAIT_GATHER, WEFT_FOREVER);
-	self->gwait = NULL;
-	return first_error(calls, n);
+	while (g.running > 0)
+		weft__fiber_park(l, self, &g.wait, WEFT_FOREVER);
+	if (spawn_err)
+		return spawn_err;
+	for (size_t i = 0; i < n; i++)
+		if (calls[i].result < 0)
+			return calls[i].result;
+	return 0;
 }
 
-/*
- * ---- task groups --------------------------------------------------------
- *
- * A member record per fiber, on the heap (a group outlives its spawner's
- * frame). The member's fiber runs trampoline(), which reports its result to
- * the group and unlinks itself on the way out.
- */
-struct member {
-	struct weft_group *g; /* NULL once the group was destroyed under it */
-	weft_fn fn;
-	void *arg;
-	struct weft_fiber *fiber;
-	struct member *next;
-	struct member *prev;
-};
-
-struct weft_group {
-	struct member *members; /* fibers still running */
-	size_t running;
-	int first_err; /* the first negative result, once failed */
-	bool failed;
-	bool cancelled; /* weft_group_cancel, or a failure */
-	struct weft_fiber *waiter;
-};
+/* ---- task groups ---------------------------------------------------------------- */
 
 int weft_group_create(weft_group **out)
 {
@@ -145,41 +162,9 @@ int weft_group_create(weft_group **out)
 
 	if (!g)
 		return -ENOMEM;
+	weft__list_init(&g->members);
 	*out = g;
 	return 0;
-}
-
-static void cancel_members(struct weft_group *g)
-{
-	g->cancelled = true;
-	for (struct member *m = g->members; m; m = m->next)
-		weft_cancel(m->fiber);
-}
-
-static int trampoline(void *arg)
-{
-	struct member *m = arg;
-	int rc = m->fn(m->arg);
-	struct weft_group *g = m->g;
-
-	if (g) {
-		if (m->prev)
-			m->prev->next = m->next;
-		else
-			g->members = m->next;
-		if (m->next)
-			m->next->prev = m->prev;
-		g->running--;
-		if (rc < 0 && !g->failed) {
-			g->failed = true;
-			g->first_err = rc;
-			cancel_members(g);
-		}
-		if (g->running == 0 && g->waiter)
-			weft__fiber_wake(g->waiter, 0);
-	}
-	free(m);
-	return rc;
 }
 
 int weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
@@ -192,25 +177,7 @@ int weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
 		return -EPERM;
 	if (g->cancelled)
 		return -ECANCELED;
-
-	struct member *m = malloc(sizeof(*m));
-
-	if (!m)
-		return -ENOMEM;
-	*m = (struct member){ .g = g, .fn = fn, .arg = arg };
-
-	int rc = weft__fiber_spawn(l, trampoline, m, true, &m->fiber);
-
-	if (rc < 0) {
-		free(m);
-		return rc;
-	}
-	m->next = g->members;
-	if (g->members)
-		g->members->prev = m;
-	g->members = m;
-	g->running++;
-	return 0;
+	return member_spawn(l, g, fn, arg, NULL, WEFT_FOREVER);
 }
 
 int weft_group_wait(weft_group *g)
@@ -229,10 +196,10 @@ int weft_group_wait(weft_group *g)
 		g->waiter = self;
 
 		/* Once our own wait failed, wait on without a deadline, uncancellable. */
-		int rc = own ? weft__fiber_park(l, self, WEFT__WAIT_HANDOFF, WEFT_FOREVER)
+		int rc = own ? weft__fiber_park(l, self, &weft__wait_handoff, WEFT_FOREVER)
 			     : (self->cancelled
 				    ? -ECANCELED
-				    : weft__fiber_park(l, self, WEFT__WAIT_EVENT, self->deadline));
+				    : weft__fiber_park(l, self, &weft__wait_event, self->deadline));
 
 		if (rc < 0 && !own) {
 			own = rc;
@@ -257,7 +224,12 @@ void weft_group_destroy(weft_group *g)
 {
 	if (!g)
 		return;
-	for (struct member *m = g->members; m; m = m->next)
-		m->g = NULL; /* still running: they must not report to freed memory */
+	/* Members still running must not report to freed memory. */
+	while (!weft__list_empty(&g->members)) {
+		struct weft__list *n = g->members.next;
+
+		weft__container_of(n, struct member, link)->g = NULL;
+		weft__list_del(n);
+	}
 	free(g);
 }

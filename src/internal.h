@@ -3,7 +3,16 @@
  * Internal types and weft__ declarations shared between the files of src/.
  * Never installed. The invariant that everything here serves: memory the
  * kernel was given (an op record, a buffer, a fiber's stack) stays valid until
- * the CQE of every SQE that named it has been reaped.
+ * the backend has reported, through the op's completion function, that the
+ * kernel has let go of all of it.
+ *
+ * Layers, each calling only the ones below it:
+ *
+ *   file.c net.c time.c sync.c chan.c group.c offload.c   the public calls
+ *   op.c + opdef.c      the await and the op table
+ *   backend.h           the boundary; backend_uring.c behind it
+ *   fiber.c             spawn, switch, park on a wait record, wake, cancel
+ *   heap.c stack.c      the timer heap and the stack pool (leaves)
  */
 #ifndef WEFT_INTERNAL_H
 #define WEFT_INTERNAL_H
@@ -11,11 +20,12 @@
 #include "config.h"
 #include "weft.h"
 #include "arch/switch.h"
+#include "backend.h"
+#include "list.h"
 #include "sanitize.h"
 
 #include <assert.h>
-#include <liburing.h>
-#include <sys/uio.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,54 +33,145 @@
 #define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)
 #define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-_Static_assert(sizeof(struct io_uring_sqe) == 64, "weft assumes 64-byte SQEs");
-_Static_assert(sizeof(struct io_uring_cqe) == 16, "weft assumes 16-byte CQEs");
+/* ---- operations --------------------------------------------------------- */
 
-/* user_data of SQEs whose CQE nobody waits for (cancel requests). */
-#define WEFT__UD_IGNORE ((uint64_t)0)
-/* user_data of the offload pool's eventfd read (op records are aligned: never 1). */
-#define WEFT__UD_OFFLOAD ((uint64_t)1)
+/* weft's own operation codes: the index into the op table (opdef.c). */
+enum weft__opcode {
+	WEFT__OP_NOP,
+	WEFT__OP_READ,
+	WEFT__OP_WRITE,
+	WEFT__OP_READV,
+	WEFT__OP_WRITEV,
+	WEFT__OP_FSYNC,
+	WEFT__OP_CLOSE,
+	WEFT__OP_OPENAT,
+	WEFT__OP_STATX,
+	WEFT__OP_UNLINKAT,
+	WEFT__OP_RENAMEAT,
+	WEFT__OP_MKDIRAT,
+	WEFT__OP_FALLOCATE,
+	WEFT__OP_FTRUNCATE,
+	WEFT__OP_SOCKET,
+	WEFT__OP_ACCEPT,
+	WEFT__OP_CONNECT,
+	WEFT__OP_RECV,
+	WEFT__OP_SEND,
+	WEFT__OP_RECVMSG,
+	WEFT__OP_SENDMSG,
+	WEFT__OP_SHUTDOWN,
+	WEFT__OP_TIMEOUT,
+	WEFT__OP_POLL,
+	WEFT__OP_COUNT
+};
+
+/* What memory the kernel fills on completion (marked defined for valgrind). */
+enum weft__fill {
+	WEFT__FILL_NONE = 0,
+	WEFT__FILL_BUF,	     /* addr, res bytes */
+	WEFT__FILL_IOV,	     /* the iovec array at addr (len entries), res bytes */
+	WEFT__FILL_MSG,	     /* the msghdr at addr: its iovecs, name and control */
+	WEFT__FILL_STATX,    /* a struct statx at off */
+	WEFT__FILL_SOCKADDR, /* a sockaddr at addr, its length at off */
+};
+
+struct weft__op;
+
+/* One row of the op table: what every backend and op.c need to know. */
+struct weft__opdef {
+	const char *name;
+	bool fd;       /* op->fd names a descriptor the op waits on (weft_close cancels it) */
+	bool deadline; /* the fiber's deadline bounds it */
+	bool must_run; /* runs for a cancelled fiber, or past its deadline (close) */
+	bool closes;   /* ends op->fd: its pending ops are cancelled first */
+	uint8_t fill;  /* enum weft__fill */
+	/*
+	 * Where a backend lacks the opcode: the system call made with the
+	 * record's fields (result or -errno), on the loop's thread when
+	 * @inline_fallback (it cannot block), else on an offload worker.
+	 * NULL: no fallback, the op fails -EOPNOTSUPP.
+	 */
+	long (*sys)(const struct weft__op *op);
+	bool inline_fallback;
+};
+extern const struct weft__opdef weft__opdefs[];
 
 enum weft__op_state {
-	WEFT__OP_IDLE = 0,  /* not in the kernel */
-	WEFT__OP_ARMED = 1, /* SQE prepared or submitted; its final CQE not seen */
-	WEFT__OP_DONE = 2,  /* final CQE reaped: res and cflags are valid */
+	WEFT__OP_IDLE = 0,  /* not submitted */
+	WEFT__OP_ARMED = 1, /* submitted; its completion not yet reported */
+	WEFT__OP_DONE = 2,  /* complete() ran: res and cflags are valid */
+};
+
+/* op->oflags */
+#define WEFT__OPF_CANCEL_SENT (1u << 0)	 /* a cancel was asked for */
+#define WEFT__OPF_TIMED_OUT (1u << 1)	 /* its deadline fired (the backend says so) */
+#define WEFT__OPF_FD_TRACKED (1u << 2)	 /* on the backend's per-fd ring */
+#define WEFT__OPF_FD_HEAD (1u << 3)	 /* the one the per-fd table points at */
+#define WEFT__OPF_FD_UNTRACKED (1u << 4) /* has an fd the backend could not track */
+#define WEFT__OPF_DEFERRED (1u << 5)	 /* submitted while completions were dispatched */
+
+struct weft_fiber;
+
+/*
+ * What a parked fiber waits on. weft_cancel calls @cancel, which either
+ * wakes the fiber with -ECANCELED or asks the thing it waits for to end
+ * early (the fiber then wakes when it does). NULL: a cancel only marks the
+ * fiber, and the wait goes on (a worker thread, a hand-off that must come).
+ */
+struct weft__wait {
+	void (*cancel)(struct weft_fiber *f, struct weft__wait *w);
 };
 
 /*
- * One operation in the kernel. Lives on the waiting fiber's stack; the SQE's
- * user_data points at it, so the fiber cannot return from the await until
- * state is DONE.
+ * One operation, described in weft's terms. Lives on the waiting fiber's
+ * stack (or in the record of whoever submitted it); the backend may point
+ * the kernel at it, so it stays put until complete() has run. The fields
+ * of the request mirror a system call's arguments; which field means what
+ * is each op's thin function's business (see opdef.c).
  */
 struct weft__op {
-	struct weft_fiber *fiber; /* who is parked on it */
-	int32_t res;		  /* cqe->res, copied before the CQ head moves */
-	uint32_t cflags;	  /* cqe->flags, copied likewise */
-	uint8_t state;		  /* enum weft__op_state */
-	bool cancel_sent;	  /* an ASYNC_CANCEL naming this op is in the ring */
-	int32_t fd;		  /* counted in loop->fd_busy, or -1 */
+	/* the request */
+	uint8_t code;	   /* enum weft__opcode */
+	uint8_t state;	   /* enum weft__op_state */
+	uint16_t oflags;   /* WEFT__OPF_* */
+	int32_t fd;	   /* descriptor (or dirfd, or socket domain) */
+	uint32_t len;	   /* length, count, mode, or address length */
+	uint32_t op_flags; /* the call's flags (MSG_*, O_*, AT_*, poll events) */
+	uint64_t addr;	   /* buffer, iovec array, path, msghdr or sockaddr */
+	uint64_t off;	   /* file offset, or a second pointer or number */
+	int64_t deadline;  /* absolute ns or WEFT_FOREVER: the backend bounds the op by it */
+	/* the completion */
+	void (*complete)(struct weft__op *op, int res, uint32_t flags);
+	struct weft_fiber *fiber; /* who waits (for the default completion) */
+	struct weft__wait wait;	  /* what the fiber parks on */
+	int32_t res;		  /* set by complete(): the result */
+	uint32_t cflags;	  /* and the completion's flags */
+	/* the backend's own */
+	struct weft__list fdlink; /* the ops pending on the same fd */
+	struct weft__op *deferred;
+	uint32_t due; /* completions the kernel still owes for this op */
+	int32_t kres; /* the op's own result, while others are due */
+	uint32_t kflags;
+	int64_t ts[2]; /* a timespec the kernel reads (a deadline, a timeout) */
 };
+
+/* Submit @op and park until it completes; its result, with -ETIMEDOUT and -ECANCELED mapped. */
+int weft__op_run(struct weft__op *op);
+/* The default completion: store the result, wake op->fiber. */
+void weft__op_complete(struct weft__op *op, int res, uint32_t flags);
+/* The checks every blocking call makes: 0 with *@self, or -EPERM, -ECANCELED, -ETIMEDOUT. */
+int weft__op_check(struct weft_fiber **self);
+/* Mark what the kernel wrote for @op defined (valgrind; a no-op otherwise). */
+void weft__op_mark_filled(const struct weft__op *op, int res);
+
+/* ---- fibers ---------------------------------------------------------------- */
 
 enum weft__fiber_state {
 	WEFT__FIBER_FREE = 0,	 /* in the stack pool */
 	WEFT__FIBER_READY = 1,	 /* on the run queue */
 	WEFT__FIBER_RUNNING = 2, /* the current fiber */
-	WEFT__FIBER_PARKED = 3,	 /* waiting; see wait */
+	WEFT__FIBER_PARKED = 3,	 /* waiting on wait */
 	WEFT__FIBER_DONE = 4,	 /* returned; waiting for join */
 };
-
-/* What a parked fiber waits for, which decides what weft_cancel does to it. */
-enum weft__wait {
-	WEFT__WAIT_NONE = 0,
-	WEFT__WAIT_IO = 1,	/* an op's CQE: cancel sends ASYNC_CANCEL and keeps waiting */
-	WEFT__WAIT_EVENT = 2,	/* a wake-up, a timer: cancel wakes it with -ECANCELED */
-	WEFT__WAIT_GATHER = 3,	/* its gather children: cancel passes to them */
-	WEFT__WAIT_OFFLOAD = 4, /* a worker thread: cancel only marks it */
-	WEFT__WAIT_HANDOFF =
-	    5, /* a wake that must come (a mutex taken back): cancel only marks it */
-};
-
-struct weft__gather;
 
 /*
  * The fiber control block. It sits at the top of the fiber's own stack
@@ -84,54 +185,61 @@ struct weft__gather;
  *         |            ...             |
  *         | canary (8 bytes)           | <- stack_lo
  *         +----------------------------+
- *         | guard page (PROT_NONE),    |  only for the first
- *   low   | if this stack has one      |  weft_config.stack_guards stacks
+ *         | guard page (PROT_NONE),    |  where the stack has one
+ *   low   | if this stack has one      |  (see stack.c)
  *         +----------------------------+ <- slot start
+ *
+ * It holds nothing for any particular kind of waiter: what a fiber waits on
+ * is a wait record on its own stack.
  */
 struct weft_fiber {
-	struct weft__ctx ctx;	     /* saved registers while not running */
-	struct weft_fiber *next;     /* run queue or free list link */
-	struct weft_fiber *all_prev; /* list of fibers alive in the loop */
-	struct weft_fiber *all_next;
-	struct weft_loop *loop;	     /* owner; fibers never migrate */
-	weft_fn fn;		     /* body */
-	void *arg;		     /* its argument */
-	int result;		     /* fn's return value, once DONE */
-	uint32_t id;		     /* for messages: 1, 2, ... per loop */
-	uint8_t state;		     /* enum weft__fiber_state */
-	uint8_t wait;		     /* enum weft__wait while PARKED */
-	bool detached;		     /* freed by the loop when it returns */
-	bool cancelled;		     /* weft_cancel was called */
-	int wake_res;		     /* what park returns; set by the waker */
-	int64_t deadline;	     /* absolute ns or WEFT_FOREVER */
-	uint64_t timer_seq;	     /* the armed heap timer, 0 if none */
-	struct weft__op *op;	     /* op waited on, while wait == IO */
-	struct weft_fiber *joiner;   /* fiber parked in weft_join on us */
-	struct weft__gather *gather; /* the gather we are a child of, or NULL */
-	weft_call *gcall;	     /* our call in that gather */
-	struct weft_fiber *gnext;    /* sibling in that gather */
-	struct weft_fiber *gprev;
-	struct weft__gather *gwait; /* the gather this fiber waits in, or NULL */
-	char *stack_lo;		    /* lowest usable byte (holds the canary) */
-	char *stack_top;	    /* first byte above the usable stack */
-	void *asan_fake;	    /* ASan fake stack saved across a switch */
-	unsigned vg_id;		    /* valgrind stack id; survives reuse */
-	bool guarded;		    /* a guard page lies below stack_lo */
+	struct weft__ctx ctx;	   /* saved registers while not running */
+	struct weft_fiber *next;   /* run queue or free list link */
+	struct weft__list all;	   /* the loop's fibers alive */
+	struct weft_loop *loop;	   /* owner; fibers never migrate */
+	weft_fn fn;		   /* body */
+	void *arg;		   /* its argument */
+	int result;		   /* fn's return value, once DONE */
+	uint32_t id;		   /* for messages: 1, 2, ... per loop */
+	uint8_t state;		   /* enum weft__fiber_state */
+	bool detached;		   /* freed by the loop when it returns */
+	bool cancelled;		   /* weft_cancel was called */
+	int wake_res;		   /* what park returns; set by the waker */
+	uint32_t timer;		   /* 1 + its index in the timer heap, 0 when none */
+	int64_t deadline;	   /* absolute ns or WEFT_FOREVER */
+	struct weft__wait *wait;   /* what it is parked on, while PARKED */
+	struct weft_fiber *joiner; /* fiber parked in weft_join on us */
+	char *stack_lo;		   /* lowest usable byte (holds the canary) */
+	char *stack_top;	   /* first byte above the usable stack */
+	void *asan_fake;	   /* ASan fake stack saved across a switch */
+	unsigned vg_id;		   /* valgrind stack id; survives reuse */
+	bool guarded;		   /* a guard page lies below stack_lo */
 };
 
-/* A timer in the heap: stale once the fiber's timer_seq has moved on. */
-struct weft__timer {
+/* ---- timer heap (heap.c) ---------------------------------------------------- */
+
+/* An entry: a parked fiber's deadline; seq orders equal deadlines first-set first. */
+struct weft__hent {
 	int64_t deadline;
 	uint64_t seq;
 	struct weft_fiber *fiber;
 };
 
-/* 4-ary min-heap of timers; lazy deletion by sequence number. */
+/* 4-ary min-heap; at most one entry per fiber, which knows its index. */
 struct weft__heap {
-	struct weft__timer *v;
+	struct weft__hent *v;
 	size_t len;
 	size_t cap;
+	uint64_t seq;
 };
+
+/* Room for @n entries, so that adding never allocates. Return: 0 or -ENOMEM. */
+int weft__heap_reserve(struct weft__heap *h, size_t n);
+void weft__heap_add(struct weft__heap *h, struct weft_fiber *f, int64_t deadline);
+void weft__heap_remove(struct weft__heap *h, struct weft_fiber *f);
+void weft__heap_fini(struct weft__heap *h);
+
+/* ---- the stack pool (stack.c) --------------------------------------------- */
 
 /* A slab of stacks: one mapping, released at loop destroy. */
 struct weft__slab {
@@ -161,31 +269,37 @@ struct weft__stacks {
 	bool thp;	    /* MADV_HUGEPAGE may work: align one-page slabs for it */
 };
 
-struct weft__pool;
+/* ---- the loop ----------------------------------------------------------------- */
+
+/*
+ * Work handed to a loop by another thread: pushed on the loop's inbox
+ * (lock-free), followed by a backend wake(); the loop runs it after the
+ * tick, on its own thread.
+ */
+struct weft__remote {
+	struct weft__remote *next;
+	void (*run)(struct weft_loop *l, struct weft__remote *r);
+};
+
+struct weft__offload;
 
 struct weft_loop {
-	struct io_uring ring;
-	uint64_t probe[2];	      /* opcodes the kernel supports, a bit each */
-	struct weft__pool *pool;      /* offload workers, made at the first weft_offload */
-	struct weft__ctx ctx;	      /* the scheduler: the thread's own stack */
-	struct weft_fiber *cur;	      /* running fiber, NULL in the scheduler */
-	struct weft_fiber *runq_head; /* ready fibers, FIFO */
+	const struct weft__backend *be; /* the one that talks to the kernel */
+	void *be_data;			/* its state */
+	uint64_t ops;			/* weft opcodes the backend runs, a bit each */
+	struct weft__ctx ctx;		/* the scheduler: the thread's own stack */
+	struct weft_fiber *cur;		/* running fiber, NULL in the scheduler */
+	struct weft_fiber *runq_head;	/* ready fibers, FIFO */
 	struct weft_fiber *runq_tail;
 	size_t runq_len;
 	size_t round_left;	   /* fibers this round may still run before the tick */
 	struct weft_fiber *zombie; /* returned detached fiber to free after the switch */
-	struct weft_fiber *all;	   /* fibers alive */
+	struct weft__list all;	   /* fibers alive */
 	uint64_t live;		   /* how many are alive */
-	uint64_t inflight;	   /* SQEs whose final CQE is not yet reaped */
-	/*
-	 * Operations in flight per fd, so that weft_close sends its cancel
-	 * only when something waits on the fd: a cancel by fd walks every
-	 * pending request of the ring, O(N) each, O(N^2) for N connections.
-	 */
-	uint32_t *fd_busy;
-	size_t fd_busy_len;
-	bool fd_untracked;  /* growing fd_busy failed: always cancel */
-	uint64_t timer_seq; /* last sequence number handed out */
+	uint64_t inflight;	   /* kernel work whose completion the backend still owes */
+	uint64_t remote_expected;  /* remote work other threads will still post */
+	_Atomic(struct weft__remote *) inbox;
+	struct weft__offload *offload; /* offload workers, made at the first weft_offload */
 	uint32_t next_id;
 	bool running;
 	bool destroying;
@@ -205,29 +319,24 @@ struct weft_loop {
 #endif
 };
 
-/* Count an operation on @fd (false: not counted, weft_close must cancel). */
-bool weft__fd_busy_inc(struct weft_loop *l, int fd);
-
 /* The loop running on this thread (NULL outside weft_loop_run). */
 extern __thread struct weft_loop *weft__tls_loop;
+
+static inline bool weft__op_supported(const struct weft_loop *l, unsigned code)
+{
+	return (l->ops >> code) & 1;
+}
 
 /* loop.c */
 _Noreturn void weft__bug(const struct weft_fiber *f, const char *file, int line, const char *what);
 #define WEFT__BUG(f, what) weft__bug((f), __FILE__, __LINE__, (what))
-
-/* ring.c */
-int weft__ring_setup(struct weft_loop *l);
-struct io_uring_sqe *weft__ring_sqe_slow(struct weft_loop *l);
-
-/* An SQE; with the SQ full, submit and reap first (never fails). */
-static inline struct io_uring_sqe *weft__ring_sqe(struct weft_loop *l)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
-
-	return WEFT__LIKELY(sqe != NULL) ? sqe : weft__ring_sqe_slow(l);
-}
-void weft__ring_reserve(struct weft_loop *l, unsigned n);
-int weft__ring_tick(struct weft_loop *l, bool wait, int64_t deadline);
+/* Another thread hands @r to @l (see struct weft__remote). Any thread. */
+void weft__loop_post_remote(struct weft_loop *l, struct weft__remote *r);
+/*
+ * Remember which system call failed with @err, so that weft_loop_explain
+ * names it (this thread's last such failure).
+ */
+void weft__loop_note_failure(const char *syscall_name, int err);
 
 /* fiber.c */
 void weft__fiber_schedule(struct weft_loop *l, struct weft_fiber *self);
@@ -248,20 +357,34 @@ static inline void weft__fiber_wake(struct weft_fiber *f, int res)
 {
 	if (f->state != WEFT__FIBER_PARKED)
 		return;
+	if (f->timer)
+		weft__heap_remove(&f->loop->timers, f);
 	f->wake_res = res;
-	f->timer_seq = 0;
 	f->state = WEFT__FIBER_READY;
 	weft__runq_push(f->loop, f);
 }
-int weft__fiber_park(struct weft_loop *l, struct weft_fiber *self, enum weft__wait wait,
+/* A wait that a cancel or the deadline ends with -ECANCELED / -ETIMEDOUT. */
+extern struct weft__wait weft__wait_event;
+/* A wait that only its waker ends (a cancel only marks the fiber). */
+extern struct weft__wait weft__wait_handoff;
+/*
+ * Park @self on @w until a wake. With a @deadline, the timer heap wakes it
+ * with -ETIMEDOUT then. Returns the waker's result.
+ */
+int weft__fiber_park(struct weft_loop *l, struct weft_fiber *self, struct weft__wait *w,
 		     int64_t deadline);
+/*
+ * Spawn a fiber running @fn. With @blk, @blk_len bytes are copied to the
+ * top of the new fiber's stack and @fn gets that copy as its argument (it
+ * lives as long as the fiber runs); *@blk_out points at it.
+ */
 int weft__fiber_spawn(struct weft_loop *l, weft_fn fn, void *arg, bool detached,
 		      struct weft_fiber **out);
+int weft__fiber_spawn_blk(struct weft_loop *l, weft_fn fn, const void *blk, size_t blk_len,
+			  bool detached, struct weft_fiber **out, void **blk_out);
 void weft__fiber_run_round(struct weft_loop *l);
 void weft__fiber_release(struct weft_loop *l, struct weft_fiber *f);
 void weft__fiber_free_all(struct weft_loop *l);
-void weft__gather_child_done(struct weft_fiber *f);
-void weft__gather_cancel(struct weft_fiber *waiter);
 
 /* stack.c */
 int weft__stacks_init(struct weft__stacks *s, const weft_config *cfg);
@@ -276,50 +399,35 @@ void weft__census_report(struct weft_loop *l);
 #endif
 
 /* time.c */
-int weft__timer_arm(struct weft_loop *l, struct weft_fiber *f, int64_t deadline);
-int64_t weft__timer_next(struct weft_loop *l);
-void weft__timer_fire(struct weft_loop *l, int64_t now);
-void weft__timers_fini(struct weft_loop *l);
-
-/* op.c */
-/* One operation's context: the fiber, its loop and the op record, on the fiber's stack. */
-struct weft__call {
-	struct weft_loop *l;
-	struct weft_fiber *self;
-	struct weft__op op;
-};
-int weft__call_begin(struct weft__call *c, struct io_uring_sqe **sqe);
-int weft__call_await(struct weft__call *c, struct io_uring_sqe *sqe);
-bool weft__op_supported(const struct weft_loop *l, unsigned opcode);
-int weft__op_check(struct weft_fiber **self);
-struct io_uring_sqe *weft__op_sqe(struct weft_loop *l, struct weft_fiber *self, bool deadline);
-int weft__op_await(struct weft_loop *l, struct weft_fiber *self, struct weft__op *op,
-		   struct io_uring_sqe *sqe, bool deadline);
-void weft__op_cancel(struct weft_loop *l, struct weft__op *op);
+int64_t weft__clock_now(void);
+/* Wake every fiber whose deadline is due at @now. */
+void weft__timers_fire(struct weft_loop *l, int64_t now);
+/* The nearest deadline in the heap, or WEFT_FOREVER. */
+static inline int64_t weft__timers_next(const struct weft_loop *l)
+{
+	return l->timers.len ? l->timers.v[0].deadline : WEFT_FOREVER;
+}
 
 /* offload.c */
-void weft__offload_reap(struct weft_loop *l, int res);
 void weft__offload_fini(struct weft_loop *l);
-/* The syscall @nr with @args, run on an offload worker: its result or -errno. */
-long weft__offload_syscall(long nr, long a0, long a1, long a2, long a3, long a4);
+/* Run @op's system call (its op table fallback) on an offload worker. */
+long weft__offload_op(const struct weft__op *op);
 
-/* chan.c, sync.c: a fiber parked on a wait queue */
+/* sync.c, chan.c: a fiber parked on a wait queue */
 struct weft__waiter {
+	struct weft__list link;
 	struct weft_fiber *fiber;
-	struct weft__waiter *next;
-	struct weft__waiter *prev;
 	void *elem; /* channel element to fill or take */
 	int res;    /* the wait's result, set by the waker with done */
 	bool done;  /* the waker completed the wait */
 };
 struct weft__waitq {
-	struct weft__waiter *head;
-	struct weft__waiter *tail;
+	struct weft__list head; /* initialised lazily: zero means empty */
 };
-void weft__waitq_push(struct weft__waitq *q, struct weft__waiter *w);
-void weft__waitq_remove(struct weft__waitq *q, struct weft__waiter *w);
+bool weft__waitq_empty(const struct weft__waitq *q);
 struct weft__waiter *weft__waitq_pop(struct weft__waitq *q);
-int weft__waitq_wait(struct weft__waitq *q, struct weft__waiter *w, enum weft__wait kind);
+/* Park on @q until completed; @handoff: only the waker ends the wait. */
+int weft__waitq_wait(struct weft__waitq *q, struct weft__waiter *w, bool handoff);
 void weft__waitq_complete(struct weft__waiter *w, int res);
 
 #endif

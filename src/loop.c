@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The loop: create, run, destroy, stats, weft_main. One tick, in order (see
- * docs/loop.md): run the fibers that are ready as one round; submit the
- * round's SQEs and wait for a completion or the nearest timer in a single
- * io_uring_enter; reap CQEs and wake their fibers; fire due timers.
+ * The loop: create, run, destroy, stats, weft_main. One tick, in order:
+ *   1. run the fibers that are ready, as one round (each runs until it
+ *      parks, yields or returns; their operations pile up in the backend);
+ *   2. the backend's tick: submit the round's work and, if no fiber is
+ *      ready, wait for a completion or the nearest timer, in one system
+ *      call (one io_uring_enter); completions wake their fibers;
+ *   3. fire the timers that are due;
+ *   4. take the work other threads posted (finished offload jobs).
  */
 #include "internal.h"
 
@@ -66,10 +70,12 @@ void weft_config_init(weft_config *cfg)
 
 static int check_config(weft_config *c)
 {
-	if (c->sq_entries == 0 || c->sq_entries > 32768 || (c->sq_entries & (c->sq_entries - 1)))
+	/* An op and its linked timeout take two SQEs at once: one slot could never hold them. */
+	if (c->sq_entries < 2 || c->sq_entries > 32768 || (c->sq_entries & (c->sq_entries - 1)))
 		return -EINVAL;
+	/* The kernel's CQ holds at most 65536 (IORING_MAX_CQ_ENTRIES). */
 	if (c->cq_entries == 0)
-		c->cq_entries = c->sq_entries * 8;
+		c->cq_entries = c->sq_entries <= 8192 ? c->sq_entries * 8 : 65536;
 	if (c->cq_entries < 2 * c->sq_entries || c->cq_entries > 65536 ||
 	    (c->cq_entries & (c->cq_entries - 1)))
 		return -EINVAL;
@@ -108,7 +114,9 @@ int weft_loop_create(weft_loop **out, const weft_config *cfg)
 
 	if (rc < 0)
 		goto out_free;
-	rc = weft__ring_setup(l);
+	weft__list_init(&l->all);
+	l->be = &weft__backend_uring;
+	rc = l->be->setup(l);
 	if (rc < 0)
 		goto out_free;
 	weft__stacks_init(&l->stacks, &l->cfg);
@@ -142,7 +150,40 @@ static void learn_sched_stack(struct weft_loop *l)
 #endif
 }
 
-/* Ticks until no fiber is alive and the kernel owes no CQE. */
+void weft__loop_post_remote(struct weft_loop *l, struct weft__remote *r)
+{
+	struct weft__remote *head = atomic_load_explicit(&l->inbox, memory_order_relaxed);
+
+	do
+		r->next = head;
+	while (!atomic_compare_exchange_weak_explicit(&l->inbox, &head, r, memory_order_release,
+						      memory_order_relaxed));
+	if (!head)
+		l->be->wake(l); /* the first since the loop last looked: it must look again */
+}
+
+/* Run what other threads posted, oldest first. */
+static void take_inbox(struct weft_loop *l)
+{
+	struct weft__remote *r = atomic_exchange_explicit(&l->inbox, NULL, memory_order_acquire);
+	struct weft__remote *fifo = NULL;
+
+	while (r) {
+		struct weft__remote *next = r->next;
+
+		r->next = fifo;
+		fifo = r;
+		r = next;
+	}
+	while (fifo) {
+		struct weft__remote *next = fifo->next; /* run() may free it */
+
+		fifo->run(l, fifo);
+		fifo = next;
+	}
+}
+
+/* Ticks until no fiber is alive and the backend owes nothing. */
 static int run(struct weft_loop *l)
 {
 	for (;;) {
@@ -151,17 +192,19 @@ static int run(struct weft_loop *l)
 			return 0;
 
 		bool wait = l->runq_head == NULL;
-		int64_t next = weft__timer_next(l);
+		int64_t next = weft__timers_next(l);
 
-		if (wait && next == WEFT_FOREVER && l->inflight == 0)
+		if (wait && next == WEFT_FOREVER && l->inflight == 0 && l->remote_expected == 0)
 			return -EDEADLK; /* every fiber waits for something that cannot happen */
 
-		int rc = weft__ring_tick(l, wait, next);
+		int rc = l->be->tick(l, wait, next);
 
 		if (rc < 0)
 			return rc;
 		if (next != WEFT_FOREVER)
-			weft__timer_fire(l, weft_now());
+			weft__timers_fire(l, l->be->now(l));
+		if (atomic_load_explicit(&l->inbox, memory_order_relaxed))
+			take_inbox(l);
 	}
 }
 
@@ -195,8 +238,12 @@ void weft_loop_destroy(weft_loop *l)
 	 * blocking keeps destroy waiting, as it would keep run waiting.
 	 */
 	for (int pass = 0; pass < 1000 && (l->live > 0 || l->inflight > 0); pass++) {
-		for (struct weft_fiber *f = l->all; f; f = f->all_next)
-			weft_cancel(f);
+		struct weft__list *n;
+
+		weft__list_for_each(n, &l->all)
+		{
+			weft_cancel(weft__container_of(n, struct weft_fiber, all));
+		}
 		weft__tls_loop = l;
 		l->running = true;
 		run(l);
@@ -208,10 +255,9 @@ void weft_loop_destroy(weft_loop *l)
 #endif
 	weft__fiber_free_all(l);
 	weft__offload_fini(l);
-	io_uring_queue_exit(&l->ring);
-	weft__timers_fini(l);
+	l->be->teardown(l);
+	weft__heap_fini(&l->timers);
 	weft__stacks_fini(&l->stacks);
-	free(l->fd_busy);
 	free(l);
 }
 
@@ -224,8 +270,7 @@ void weft_loop_stats(weft_loop *l, weft_stats *out)
 	out->inflight = l->inflight;
 	out->stacks = l->stacks.mapped;
 	out->stacks_guarded = l->stacks.guarded;
-	if (l->ring.cq.koverflow)
-		out->cq_overflow += IO_URING_READ_ONCE(*l->ring.cq.koverflow);
+	l->be->stats(l, out);
 }
 
 weft_loop *weft_loop_current(void)
@@ -273,8 +318,32 @@ static int read_sysctl(const char *path)
 	return n > 0 ? atoi(buf) : -1;
 }
 
+/* This thread's last refused system call, for weft_loop_explain. */
+static __thread const char *failed_call;
+static __thread int failed_err;
+
+void weft__loop_note_failure(const char *syscall_name, int err)
+{
+	failed_call = syscall_name;
+	failed_err = err;
+}
+
 const char *weft_loop_explain(int err)
 {
+	if (err < 0 && err == failed_err && failed_call && !strcmp(failed_call, "io_uring_enter")) {
+		switch (err) {
+		case -EPERM:
+		case -EACCES:
+		case -ENOSYS:
+			return "io_uring_enter was refused after the ring was set up: a seccomp "
+			       "profile or an LSM allows io_uring_setup but not io_uring_enter; "
+			       "allow io_uring_setup, io_uring_enter and io_uring_register for "
+			       "this program.";
+		default:
+			return "io_uring_enter failed after the ring was set up, and the loop "
+			       "stopped; see io_uring_enter(2).";
+		}
+	}
 	switch (err) {
 	case 0:
 		return "io_uring is usable.";
@@ -305,8 +374,9 @@ const char *weft_loop_explain(int err)
 		       "charged to RLIMIT_MEMLOCK, so raise 'ulimit -l' (or LimitMEMLOCK= in "
 		       "systemd), or use a smaller weft_config.sq_entries.";
 	case -EINVAL:
-		return "the weft_config is invalid (sq_entries must be a power of two up to 32768, "
-		       "cq_entries at least twice that), or the kernel rejects the requested "
+		return "the weft_config is invalid (sq_entries must be a power of two from 2 to "
+		       "32768, cq_entries at least twice that), or the kernel rejects the "
+		       "requested "
 		       "WEFT_RING_MODE; use WEFT_RING_MODE=auto.";
 	case -EMFILE:
 	case -ENFILE:

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Socket operations over the await in op.c, and the TCP conveniences
+ * Socket operations, one thin function each over the await in op.c (the
+ * field map is in opdef.c), and the TCP conveniences
  * weft_tcp_listen and weft_tcp_dial. Name resolution (getaddrinfo blocks)
  * runs on an offload worker.
  */
@@ -16,6 +17,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#define PTR(p) ((uint64_t)(uintptr_t)(p))
+
+/* The most one send or receive moves, as the kernel's MAX_RW_COUNT. */
+#define XFER_MAX ((size_t)0x7ffff000)
+
 static int check_sock_buf(const void *buf, size_t len)
 {
 	if ((!buf && len) || len > (size_t)SSIZE_MAX)
@@ -25,39 +31,26 @@ static int check_sock_buf(const void *buf, size_t len)
 
 int weft_socket(int domain, int type, int protocol)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
-	int rc = weft__op_check(&c.self);
+	/* The domain goes where the fd would: the op table says it is none. */
+	struct weft__op op = { .code = WEFT__OP_SOCKET,
+			       .fd = domain,
+			       .len = (uint32_t)protocol,
+			       .off = (uint64_t)(uint32_t)type };
 
-	if (rc < 0)
-		return rc;
-	if (!weft__op_supported(c.self->loop, IORING_OP_SOCKET)) {
-		/* Before Linux 5.19: socket(2) does not block, so call it here. */
-		int fd = socket(domain, type, protocol);
-
-		return fd < 0 ? -errno : fd;
-	}
-	rc = weft__call_begin(&c, &sqe);
-	if (rc < 0)
-		return rc;
-	io_uring_prep_socket(sqe, domain, type, protocol, 0);
-	return weft__call_await(&c, sqe);
+	return weft__op_run(&op);
 }
 
 int weft_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
+	struct weft__op op = { .code = WEFT__OP_ACCEPT,
+			       .fd = fd,
+			       .addr = PTR(addr),
+			       .off = PTR(len),
+			       .op_flags = (uint32_t)flags };
 
 	if ((addr && !len) || (flags & ~(SOCK_CLOEXEC | SOCK_NONBLOCK)))
 		return -EINVAL;
-
-	int rc = weft__call_begin(&c, &sqe);
-
-	if (rc < 0)
-		return rc;
-	io_uring_prep_accept(sqe, fd, addr, len, flags);
-	return weft__call_await(&c, sqe);
+	return weft__op_run(&op);
 }
 
 int weft_accept(int fd, struct sockaddr *addr, socklen_t *len)
@@ -67,45 +60,32 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len)
 
 int weft_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
+	struct weft__op op = { .code = WEFT__OP_CONNECT, .fd = fd, .addr = PTR(addr), .off = len };
 
-	if (!addr)
-		return -EINVAL;
-
-	int rc = weft__call_begin(&c, &sqe);
-
-	if (rc < 0)
-		return rc;
-	io_uring_prep_connect(sqe, fd, addr, len);
-	return weft__call_await(&c, sqe);
+	return addr ? weft__op_run(&op) : -EINVAL;
 }
 
-/* IORING_OP_RECV or IORING_OP_SEND of at most 0x7ffff000 bytes. */
-static ssize_t xfer(int opcode, int fd, const void *buf, size_t len, int flags)
+/* A recv or send of at most XFER_MAX bytes. */
+static ssize_t xfer(uint8_t code, int fd, const void *buf, size_t len, int flags)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
+	struct weft__op op = { .code = code,
+			       .fd = fd,
+			       .addr = PTR(buf),
+			       .len = (uint32_t)(len > XFER_MAX ? XFER_MAX : len),
+			       .op_flags = (uint32_t)flags };
 	int rc = check_sock_buf(buf, len);
 
-	if (rc < 0)
-		return rc;
-	rc = weft__call_begin(&c, &sqe);
-	if (rc < 0)
-		return rc;
-	io_uring_prep_rw(opcode, sqe, fd, buf, (unsigned)(len > 0x7ffff000 ? 0x7ffff000 : len), 0);
-	sqe->msg_flags = (uint32_t)flags;
-	return weft__call_await(&c, sqe);
+	return rc < 0 ? rc : weft__op_run(&op);
 }
 
 ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 {
-	return xfer(IORING_OP_RECV, fd, buf, len, flags);
+	return xfer(WEFT__OP_RECV, fd, buf, len, flags);
 }
 
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 {
-	return xfer(IORING_OP_SEND, fd, buf, len, flags | MSG_NOSIGNAL);
+	return xfer(WEFT__OP_SEND, fd, buf, len, flags | MSG_NOSIGNAL);
 }
 
 ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags)
@@ -126,52 +106,33 @@ ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags)
 	return (ssize_t)len;
 }
 
+/* A recvmsg or sendmsg. */
+static ssize_t xfer_msg(uint8_t code, int fd, const struct msghdr *msg, int flags)
+{
+	struct weft__op op = {
+		.code = code, .fd = fd, .addr = PTR(msg), .len = 1, .op_flags = (uint32_t)flags
+	};
+
+	return msg ? weft__op_run(&op) : -EINVAL;
+}
+
 ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
-
-	if (!msg)
-		return -EINVAL;
-
-	int rc = weft__call_begin(&c, &sqe);
-
-	if (rc < 0)
-		return rc;
-	io_uring_prep_recvmsg(sqe, fd, msg, (unsigned)flags);
-	return weft__call_await(&c, sqe);
+	return xfer_msg(WEFT__OP_RECVMSG, fd, msg, flags);
 }
 
 ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
-
-	if (!msg)
-		return -EINVAL;
-
-	int rc = weft__call_begin(&c, &sqe);
-
-	if (rc < 0)
-		return rc;
-	io_uring_prep_sendmsg(sqe, fd, msg, (unsigned)flags | MSG_NOSIGNAL);
-	return weft__call_await(&c, sqe);
+	return xfer_msg(WEFT__OP_SENDMSG, fd, msg, flags | MSG_NOSIGNAL);
 }
 
 int weft_shutdown(int fd, int how)
 {
-	struct weft__call c;
-	struct io_uring_sqe *sqe;
+	struct weft__op op = { .code = WEFT__OP_SHUTDOWN, .fd = fd, .len = (uint32_t)how };
 
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
 		return -EINVAL;
-
-	int rc = weft__call_begin(&c, &sqe);
-
-	if (rc < 0)
-		return rc;
-	io_uring_prep_shutdown(sqe, fd, how);
-	return weft__call_await(&c, sqe);
+	return weft__op_run(&op);
 }
 
 /* ---- TCP conveniences ------------------------------------------------------ */

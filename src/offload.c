@@ -2,26 +2,22 @@
 /*
  * weft_offload: run a blocking function on a worker thread while the fiber
  * is parked (asyncio.to_thread). The pool belongs to one loop and is made at
- * its first offload. Workers put finished jobs on a done list and, when the
- * list was empty, bump an eventfd; the loop keeps one IORING_OP_POLL_ADD of
- * that eventfd in its ring while any job is out, so it never waits anywhere
- * but in io_uring_enter. A poll and a plain read(2) of the counter, rather
- * than an IORING_OP_READ of the eventfd: Linux 6.15.4 broke eventfd reads
- * through io_uring (ghostty PR#7731), polls were not affected. A job record lives on the fiber's
- * stack; the fiber does not leave weft_offload before its job is done, cancelled or not.
+ * its first offload. A finished job goes back to its loop like any work
+ * another thread hands a loop: on the loop's inbox, with a backend wake()
+ * (weft__loop_post_remote); the loop completes it after its tick, on its own
+ * thread. A job record lives on the fiber's stack; the fiber does not leave
+ * weft_offload before its job is done, cancelled or not.
  */
 #include "internal.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <sys/eventfd.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 struct job {
+	struct weft__remote remote; /* how it goes back to the loop */
+	struct weft_loop *loop;
 	weft_fn fn;
 	void *arg;
 	int result;
@@ -30,25 +26,21 @@ struct job {
 	struct job *next;
 };
 
-struct weft__pool {
+struct weft__offload {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct job *head; /* queued, FIFO */
 	struct job *tail;
-	struct job *finished; /* done by workers, not yet seen by the loop */
-	unsigned threads;     /* started */
-	unsigned idle;	      /* waiting for a job */
+	unsigned threads; /* started */
+	unsigned idle;	  /* waiting for a job */
 	unsigned max;
 	bool stop;
 	pthread_t *tids;
-	int efd;
-	uint64_t pending; /* jobs handed out, not yet reaped (loop thread only) */
-	bool armed;	  /* the eventfd read is in the ring (loop thread only) */
 };
 
 static void *worker(void *arg)
 {
-	struct weft__pool *p = arg;
+	struct weft__offload *p = arg;
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
@@ -68,52 +60,37 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&p->mu);
 
 		j->result = j->fn(j->arg);
+		weft__loop_post_remote(j->loop, &j->remote);
 
 		pthread_mutex_lock(&p->mu);
-		bool was_empty = p->finished == NULL;
-
-		j->next = p->finished;
-		p->finished = j;
-		if (was_empty) {
-			uint64_t one = 1;
-
-			/* Cannot fail short of a bad fd; the loop holds it open. */
-			ssize_t w = write(p->efd, &one, sizeof(one));
-
-			(void)w;
-		}
 	}
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
 }
 
-static struct weft__pool *pool_get(struct weft_loop *l)
+static struct weft__offload *pool_get(struct weft_loop *l)
 {
-	if (l->pool)
-		return l->pool;
+	if (l->offload)
+		return l->offload;
 
-	struct weft__pool *p = calloc(1, sizeof(*p));
+	struct weft__offload *p = calloc(1, sizeof(*p));
 
 	if (!p)
 		return NULL;
 	p->max = l->cfg.offload_threads;
 	p->tids = calloc(p->max, sizeof(*p->tids));
-	p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!p->tids || p->efd < 0) {
-		if (p->efd >= 0)
-			close(p->efd);
-		free(p->tids);
+	if (!p->tids) {
 		free(p);
 		return NULL;
 	}
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	l->pool = p;
+	l->offload = p;
 	return p;
 }
 
 /* Start one more worker, with every signal blocked: signals belong to the loop's thread. */
-static int start_worker(struct weft__pool *p)
+static int start_worker(struct weft__offload *p)
 {
 	sigset_t all;
 	sigset_t old;
@@ -130,47 +107,14 @@ static int start_worker(struct weft__pool *p)
 	return 0;
 }
 
-static void arm(struct weft_loop *l, struct weft__pool *p)
+/* On the loop's thread, after the tick: the job is back. */
+static void job_done(struct weft_loop *l, struct weft__remote *r)
 {
-	struct io_uring_sqe *sqe = weft__ring_sqe(l);
+	struct job *j = weft__container_of(r, struct job, remote);
 
-	io_uring_prep_poll_add(sqe, p->efd, POLLIN);
-	io_uring_sqe_set_data64(sqe, WEFT__UD_OFFLOAD);
-	p->armed = true;
-	l->inflight++;
-	l->stats.sqes++;
-}
-
-/* The eventfd became readable: wake the fibers whose jobs are done. */
-void weft__offload_reap(struct weft_loop *l, int res)
-{
-	struct weft__pool *p = l->pool;
-	uint64_t count;
-
-	(void)res; /* the counter's value does not matter: the list does */
-	p->armed = false;
-	/*
-	 * Reset the counter before taking the list: a worker that finishes
-	 * after we took it finds the list empty and bumps the counter again.
-	 */
-	if (read(p->efd, &count, sizeof(count)) < 0 && errno != EAGAIN)
-		WEFT__BUG(NULL, "read of the offload eventfd failed");
-	pthread_mutex_lock(&p->mu);
-
-	struct job *j = p->finished;
-
-	p->finished = NULL;
-	pthread_mutex_unlock(&p->mu);
-	while (j) {
-		struct job *next = j->next;
-
-		j->done = true;
-		p->pending--;
-		weft__fiber_wake(j->fiber, 0);
-		j = next;
-	}
-	if (p->pending > 0)
-		arm(l, p);
+	j->done = true;
+	l->remote_expected--;
+	weft__fiber_wake(j->fiber, 0);
 }
 
 int weft_offload(weft_fn fn, void *arg, int *result)
@@ -184,12 +128,12 @@ int weft_offload(weft_fn fn, void *arg, int *result)
 		return -EINVAL;
 
 	struct weft_loop *l = self->loop;
-	struct weft__pool *p = pool_get(l);
+	struct weft__offload *p = pool_get(l);
 
 	if (!p)
 		return -ENOMEM;
 
-	struct job j = { .fn = fn, .arg = arg, .fiber = self };
+	struct job j = { .remote.run = job_done, .loop = l, .fn = fn, .arg = arg, .fiber = self };
 
 	pthread_mutex_lock(&p->mu);
 	if (p->idle == 0 && p->threads < p->max) {
@@ -207,11 +151,10 @@ int weft_offload(weft_fn fn, void *arg, int *result)
 	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 
-	p->pending++;
-	if (!p->armed)
-		arm(l, p);
+	/* A worker cannot be interrupted: a cancel only marks the fiber. */
+	l->remote_expected++;
 	while (!j.done)
-		weft__fiber_park(l, self, WEFT__WAIT_OFFLOAD, WEFT_FOREVER);
+		weft__fiber_park(l, self, &weft__wait_handoff, WEFT_FOREVER);
 	if (result)
 		*result = j.result;
 	return 0;
@@ -220,7 +163,7 @@ int weft_offload(weft_fn fn, void *arg, int *result)
 /* Stop and join the workers; called by destroy once no job is out. */
 void weft__offload_fini(struct weft_loop *l)
 {
-	struct weft__pool *p = l->pool;
+	struct weft__offload *p = l->offload;
 
 	if (!p)
 		return;
@@ -232,31 +175,29 @@ void weft__offload_fini(struct weft_loop *l)
 		pthread_join(p->tids[i], NULL);
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->mu);
-	close(p->efd);
 	free(p->tids);
 	free(p);
-	l->pool = NULL;
+	l->offload = NULL;
 }
 
 struct sys_call {
-	long nr;
-	long a[5];
+	const struct weft__op *op;
 	long ret;
 };
 
-static int run_syscall(void *arg)
+static int run_sys(void *arg)
 {
 	struct sys_call *c = arg;
-	long r = syscall(c->nr, c->a[0], c->a[1], c->a[2], c->a[3], c->a[4]);
+	long r = weft__opdefs[c->op->code].sys(c->op);
 
 	c->ret = r < 0 ? -errno : r;
 	return 0;
 }
 
-long weft__offload_syscall(long nr, long a0, long a1, long a2, long a3, long a4)
+long weft__offload_op(const struct weft__op *op)
 {
-	struct sys_call c = { .nr = nr, .a = { a0, a1, a2, a3, a4 } };
-	int rc = weft_offload(run_syscall, &c, NULL);
+	struct sys_call c = { .op = op };
+	int rc = weft_offload(run_sys, &c, NULL);
 
 	return rc < 0 ? rc : c.ret;
 }

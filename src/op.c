@@ -1,18 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The await primitive. An operation is an op record on the fiber's stack
- * whose address is the SQE's user_data; the fiber parks until the reaper has
- * copied the final CQE into the record. A deadline becomes a linked
- * IORING_OP_LINK_TIMEOUT, a cancel an IORING_OP_ASYNC_CANCEL, and in both
- * cases the fiber still waits for the operation's own CQE.
+ * The await. An operation is an op record on the fiber's stack, filled by a
+ * thin function (file.c, net.c, ...) in weft's own terms. weft__op_run
+ * checks the fiber, hands the record to the loop's backend and parks until
+ * the backend reports, through the record's completion function, that the
+ * operation is over and the kernel holds nothing of it any more. A deadline
+ * or a cancel only asks the backend to end the operation early; the fiber
+ * still waits for that report, so its stack buffers stay valid.
  */
 #include "internal.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 
-/* The checks every blocking operation makes before it touches the ring. */
 int weft__op_check(struct weft_fiber **self)
 {
 	struct weft_loop *l = weft__tls_loop;
@@ -28,138 +30,150 @@ int weft__op_check(struct weft_fiber **self)
 	return 0;
 }
 
-/*
- * An SQE for @self's next operation. With @deadline and a fiber deadline,
- * room is made for the linked timeout too: a link must not be split by a
- * flush between its two SQEs.
- */
-struct io_uring_sqe *weft__op_sqe(struct weft_loop *l, struct weft_fiber *self, bool deadline)
+void weft__op_complete(struct weft__op *op, int res, uint32_t flags)
 {
-	if (deadline && self->deadline != WEFT_FOREVER)
-		weft__ring_reserve(l, 2);
-	return weft__ring_sqe(l);
+	op->res = res;
+	op->cflags = flags;
+	op->state = WEFT__OP_DONE;
+	weft__fiber_wake(op->fiber, 0);
 }
 
-bool weft__fd_busy_inc(struct weft_loop *l, int fd)
+/* weft_cancel of a fiber parked on an op: ask the backend to end it early. */
+static void op_cancel(struct weft_fiber *f, struct weft__wait *w)
 {
-	if ((size_t)fd >= l->fd_busy_len) {
-		size_t len = l->fd_busy_len ? l->fd_busy_len : 256;
+	struct weft__op *op = weft__container_of(w, struct weft__op, wait);
 
-		while (len <= (size_t)fd)
-			len *= 2;
-
-		uint32_t *grown = realloc(l->fd_busy, len * sizeof(*grown));
-
-		if (!grown) {
-			l->fd_untracked = true;
-			return false;
-		}
-		memset(grown + l->fd_busy_len, 0, (len - l->fd_busy_len) * sizeof(*grown));
-		l->fd_busy = grown;
-		l->fd_busy_len = len;
-	}
-	l->fd_busy[fd]++;
-	return true;
+	if (op->state == WEFT__OP_ARMED && !(op->oflags & WEFT__OPF_CANCEL_SENT))
+		f->loop->be->cancel(f->loop, op);
 }
 
-/*
- * Submit @sqe (prepared by the caller) and park until its final CQE, then
- * return cqe->res. With @deadline and a fiber deadline, a linked timeout
- * bounds it; a timeout's -ECANCELED becomes -ETIMEDOUT here and only here.
- */
-int weft__op_await(struct weft_loop *l, struct weft_fiber *self, struct weft__op *op,
-		   struct io_uring_sqe *sqe, bool deadline)
+/* The backend lacks the opcode: the op table's fallback, or -EOPNOTSUPP. */
+static int fallback(const struct weft__op *op, const struct weft__opdef *def)
 {
-	struct __kernel_timespec ts;
-	bool linked = deadline && self->deadline != WEFT_FOREVER;
+	if (!def->sys)
+		return -EOPNOTSUPP;
+	if (def->inline_fallback) {
+		long r = def->sys(op);
 
-	*op = (struct weft__op){ .fiber = self, .state = WEFT__OP_ARMED, .fd = -1 };
-	io_uring_sqe_set_data(sqe, op);
-	if (sqe->fd >= 0 && !(sqe->flags & IOSQE_FIXED_FILE) && weft__fd_busy_inc(l, sqe->fd))
-		op->fd = sqe->fd;
-	l->inflight++;
-	l->stats.sqes++;
-	if (linked) {
-		struct io_uring_sqe *lt = weft__ring_sqe(l); /* reserved: no flush here */
-
-		ts.tv_sec = self->deadline / WEFT_SEC;
-		ts.tv_nsec = self->deadline % WEFT_SEC;
-		sqe->flags |= IOSQE_IO_LINK;
-		io_uring_prep_link_timeout(lt, &ts, IORING_TIMEOUT_ABS);
-		io_uring_sqe_set_data64(lt, WEFT__UD_IGNORE);
-		l->inflight++;
-		l->stats.sqes++;
+		return r < 0 ? -errno : (int)r;
 	}
+	return (int)weft__offload_op(op);
+}
 
-	self->op = op;
+int weft__op_run(struct weft__op *op)
+{
+	struct weft_loop *l = weft__tls_loop;
+	struct weft_fiber *self = l ? l->cur : NULL;
+	const struct weft__opdef *def = &weft__opdefs[op->code];
+
+	if (WEFT__UNLIKELY(!self))
+		return -EPERM;
+	if (!def->must_run) {
+		if (self->cancelled)
+			return -ECANCELED;
+		if (self->deadline != WEFT_FOREVER && weft_now() >= self->deadline)
+			return -ETIMEDOUT;
+	}
+	if (WEFT__UNLIKELY(!weft__op_supported(l, op->code)))
+		return fallback(op, def);
+	if (def->closes)
+		l->be->cancel_fd(l, op->fd);
+
+	op->deadline = def->deadline ? self->deadline : WEFT_FOREVER;
+	op->state = WEFT__OP_ARMED;
+	op->oflags = 0;
+	op->complete = weft__op_complete;
+	op->fiber = self;
+	op->wait.cancel = op_cancel;
+	l->be->submit(l, op);
 	while (op->state != WEFT__OP_DONE)
-		weft__fiber_park(l, self, WEFT__WAIT_IO, WEFT_FOREVER);
-	self->op = NULL;
+		weft__fiber_park(l, self, &op->wait, WEFT_FOREVER);
 
 	/*
-	 * A cancelled operation ends with -ECANCELED, or -EINTR when an io-wq
-	 * worker was interrupted in it. Which of our reasons it was: the
-	 * deadline (only ours to convert when it was linked) or weft_cancel.
+	 * An operation ended early answers -ECANCELED, or -EINTR when an io-wq
+	 * worker was interrupted in it. Which of our reasons it was is decided
+	 * here and only here: the deadline (the backend says it fired) or
+	 * weft_cancel. An op that completed anyway keeps its own result.
 	 */
 	int res = op->res;
 
-	if (res == -ECANCELED || res == -EINTR) {
-		if (linked && !self->cancelled && weft_now() >= self->deadline)
+	if (WEFT__UNLIKELY(res == -ECANCELED || res == -EINTR)) {
+		bool cancelled = self->cancelled && (op->oflags & WEFT__OPF_CANCEL_SENT);
+
+		if ((op->oflags & WEFT__OPF_TIMED_OUT) && !cancelled)
 			return -ETIMEDOUT;
-		if (self->cancelled && op->cancel_sent)
+		if (cancelled)
 			return -ECANCELED;
 	}
 	return res;
 }
 
-int weft__call_begin(struct weft__call *c, struct io_uring_sqe **sqe)
+void weft__op_mark_filled(const struct weft__op *op, int res)
 {
-	int rc = weft__op_check(&c->self);
-
-	if (rc < 0)
-		return rc;
-	c->l = c->self->loop;
-	*sqe = weft__op_sqe(c->l, c->self, true);
-	return 0;
-}
-
-int weft__call_await(struct weft__call *c, struct io_uring_sqe *sqe)
-{
-	return weft__op_await(c->l, c->self, &c->op, sqe, true);
-}
-
-bool weft__op_supported(const struct weft_loop *l, unsigned opcode)
-{
-	return opcode < 128 && (l->probe[opcode / 64] >> (opcode % 64) & 1);
-}
-
-/* Ask the kernel to cancel @op, once; its own CQE still ends it. */
-void weft__op_cancel(struct weft_loop *l, struct weft__op *op)
-{
-	if (!op || op->state != WEFT__OP_ARMED || op->cancel_sent)
+#if WEFT_HAVE_VALGRIND_H
+	if (!RUNNING_ON_VALGRIND || res < 0)
 		return;
 
-	struct io_uring_sqe *sqe = weft__ring_sqe(l);
+	void *addr = (void *)(uintptr_t)op->addr;
 
-	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
-	io_uring_sqe_set_data64(sqe, WEFT__UD_IGNORE);
-	op->cancel_sent = true;
-	l->inflight++;
-	l->stats.sqes++;
+	switch (weft__opdefs[op->code].fill) {
+	case WEFT__FILL_BUF:
+		VALGRIND_MAKE_MEM_DEFINED(addr, (size_t)res);
+		break;
+	case WEFT__FILL_IOV: {
+		const struct iovec *iov = addr;
+		size_t left = (size_t)res;
+
+		for (uint32_t i = 0; i < op->len && left > 0; i++) {
+			size_t n = iov[i].iov_len < left ? iov[i].iov_len : left;
+
+			VALGRIND_MAKE_MEM_DEFINED(iov[i].iov_base, n);
+			left -= n;
+		}
+		break;
+	}
+	case WEFT__FILL_MSG: {
+		struct msghdr *m = addr;
+		size_t left = (size_t)res;
+
+		VALGRIND_MAKE_MEM_DEFINED(m, sizeof(*m)); /* lengths and flags written back */
+		for (size_t i = 0; i < m->msg_iovlen && left > 0; i++) {
+			size_t n = m->msg_iov[i].iov_len < left ? m->msg_iov[i].iov_len : left;
+
+			VALGRIND_MAKE_MEM_DEFINED(m->msg_iov[i].iov_base, n);
+			left -= n;
+		}
+		if (m->msg_name)
+			VALGRIND_MAKE_MEM_DEFINED(m->msg_name, m->msg_namelen);
+		if (m->msg_control)
+			VALGRIND_MAKE_MEM_DEFINED(m->msg_control, m->msg_controllen);
+		break;
+	}
+	case WEFT__FILL_STATX:
+		VALGRIND_MAKE_MEM_DEFINED((void *)(uintptr_t)op->off, sizeof(struct statx));
+		break;
+	case WEFT__FILL_SOCKADDR: {
+		socklen_t *len = (socklen_t *)(uintptr_t)op->off;
+
+		if (len) {
+			VALGRIND_MAKE_MEM_DEFINED(len, sizeof(*len));
+			if (addr)
+				VALGRIND_MAKE_MEM_DEFINED(addr, *len);
+		}
+		break;
+	}
+	default:
+		break;
+	}
+#else
+	(void)op;
+	(void)res;
+#endif
 }
 
 int weft_nop(void)
 {
-	struct weft_fiber *self;
-	struct weft__op op;
-	int rc = weft__op_check(&self);
+	struct weft__op op = { .code = WEFT__OP_NOP, .fd = -1 };
 
-	if (rc < 0)
-		return rc;
-
-	struct weft_loop *l = self->loop;
-	struct io_uring_sqe *sqe = weft__op_sqe(l, self, true);
-
-	io_uring_prep_nop(sqe);
-	return weft__op_await(l, self, &op, sqe, true);
+	return weft__op_run(&op);
 }

@@ -42,6 +42,7 @@ void __asan_unpoison_memory_region(const volatile void *addr, size_t size);
 #endif
 
 #if WEFT_HAVE_VALGRIND_H
+#include <valgrind/memcheck.h>
 #include <valgrind/valgrind.h>
 #define weft__vg_stack_register(lo, hi) VALGRIND_STACK_REGISTER(lo, hi)
 #define weft__vg_stack_deregister(id) VALGRIND_STACK_DEREGISTER(id)

@@ -12,38 +12,26 @@
 #include <errno.h>
 #include <stdlib.h>
 
-void weft__waitq_push(struct weft__waitq *q, struct weft__waiter *w)
+static void waitq_init(struct weft__waitq *q)
 {
-	w->next = NULL;
-	w->prev = q->tail;
-	if (q->tail)
-		q->tail->next = w;
-	else
-		q->head = w;
-	q->tail = w;
+	if (!q->head.next)
+		weft__list_init(&q->head);
 }
 
-void weft__waitq_remove(struct weft__waitq *q, struct weft__waiter *w)
+bool weft__waitq_empty(const struct weft__waitq *q)
 {
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		q->head = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	else
-		q->tail = w->prev;
-	w->next = NULL;
-	w->prev = NULL;
+	return !q->head.next || weft__list_empty(&q->head);
 }
 
 struct weft__waiter *weft__waitq_pop(struct weft__waitq *q)
 {
-	struct weft__waiter *w = q->head;
+	if (weft__waitq_empty(q))
+		return NULL;
 
-	if (w)
-		weft__waitq_remove(q, w);
-	return w;
+	struct weft__list *n = q->head.next;
+
+	weft__list_del(n);
+	return weft__container_of(n, struct weft__waiter, link);
 }
 
 void weft__waitq_complete(struct weft__waiter *w, int res)
@@ -54,28 +42,31 @@ void weft__waitq_complete(struct weft__waiter *w, int res)
 }
 
 /*
- * Park the running fiber on @q until a waker completes @w. With @kind
- * WEFT__WAIT_EVENT the fiber's deadline and weft_cancel end the wait early;
- * with WEFT__WAIT_HANDOFF only a waker does.
+ * Park the running fiber on @q until a waker completes @w. Without
+ * @handoff, the fiber's deadline and weft_cancel end the wait early; with
+ * it only a waker does.
  * Return: w->res once completed; else -ETIMEDOUT or -ECANCELED.
  */
-int weft__waitq_wait(struct weft__waitq *q, struct weft__waiter *w, enum weft__wait kind)
+int weft__waitq_wait(struct weft__waitq *q, struct weft__waiter *w, bool handoff)
 {
 	struct weft_loop *l = weft__tls_loop;
 	struct weft_fiber *self = l->cur;
-	int64_t deadline = kind == WEFT__WAIT_EVENT ? self->deadline : WEFT_FOREVER;
+	int64_t deadline = handoff ? WEFT_FOREVER : self->deadline;
 
 	w->fiber = self;
 	w->done = false;
 	w->res = 0;
-	weft__waitq_push(q, w);
+	waitq_init(q);
+	weft__list_add_before(&q->head, &w->link);
 	while (!w->done) {
-		int rc = weft__fiber_park(l, self, kind, deadline);
+		/* A cancel wakes it; it then takes itself off the queue, unless completed. */
+		int rc = weft__fiber_park(
+		    l, self, handoff ? &weft__wait_handoff : &weft__wait_event, deadline);
 
 		if (w->done)
 			break;
-		if (rc < 0 && kind == WEFT__WAIT_EVENT) {
-			weft__waitq_remove(q, w);
+		if (rc < 0 && !handoff) {
+			weft__list_del(&w->link);
 			return rc;
 		}
 	}
@@ -110,7 +101,7 @@ static void lock_handoff(struct weft_mutex *m, struct weft_fiber *self)
 		m->owner = self;
 		return;
 	}
-	weft__waitq_wait(&m->waiters, &w, WEFT__WAIT_HANDOFF);
+	weft__waitq_wait(&m->waiters, &w, true);
 }
 
 int weft_mutex_lock(weft_mutex *m)
@@ -131,7 +122,7 @@ int weft_mutex_lock(weft_mutex *m)
 		m->owner = self;
 		return 0;
 	}
-	return weft__waitq_wait(&m->waiters, &w, WEFT__WAIT_EVENT); /* owner set by unlock */
+	return weft__waitq_wait(&m->waiters, &w, false); /* owner set by unlock */
 }
 
 int weft_mutex_trylock(weft_mutex *m)
@@ -168,7 +159,7 @@ void weft_mutex_destroy(weft_mutex *m)
 {
 	if (!m)
 		return;
-	if (m->owner || m->waiters.head)
+	if (m->owner || !weft__waitq_empty(&m->waiters))
 		WEFT__BUG(weft_self(), "weft_mutex_destroy of a held mutex");
 	free(m);
 }
@@ -209,7 +200,7 @@ int weft_cond_wait(weft_cond *c, weft_mutex *m)
 	if (rc < 0)
 		return rc; /* still holding m, as promised */
 	weft_mutex_unlock(m);
-	rc = weft__waitq_wait(&c->waiters, &w, WEFT__WAIT_EVENT);
+	rc = weft__waitq_wait(&c->waiters, &w, false);
 	lock_handoff(m, self);
 	return rc;
 }
@@ -234,7 +225,7 @@ void weft_cond_destroy(weft_cond *c)
 {
 	if (!c)
 		return;
-	if (c->waiters.head)
+	if (!weft__waitq_empty(&c->waiters))
 		WEFT__BUG(weft_self(), "weft_cond_destroy with fibers waiting on it");
 	free(c);
 }

@@ -1,20 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Clock, timer heap, sleep and deadlines. The heap is 4-ary over 24-byte
- * entries (four children share a cache line or two) and deletes lazily: a
- * timer is stale once its fiber's timer_seq has moved on, so cancelling a
- * sleep never touches the heap. Stale entries leave when their time comes;
- * a loop that cancels many long sleeps keeps them until then (known cost).
- * All timers feed one kernel wake-up per tick (see ring.c); the other
- * design, one IORING_OP_TIMEOUT per sleep, is WEFT_TIMERS_KERNEL.
+ * Clock, sleep and deadlines. A sleeping fiber parks with its wake-up time
+ * in the loop's timer heap (heap.c); the tick waits in the kernel until
+ * the nearest one, and weft__timers_fire wakes whoever is due. The other
+ * design, one kernel timeout per sleep, is WEFT_TIMERS_KERNEL.
  */
 #include "internal.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <time.h>
 
-int64_t weft_now(void)
+int64_t weft__clock_now(void)
 {
 	struct timespec ts;
 
@@ -22,117 +18,30 @@ int64_t weft_now(void)
 	return (int64_t)ts.tv_sec * WEFT_SEC + ts.tv_nsec;
 }
 
-static void sift_up(struct weft__timer *v, size_t i)
+int64_t weft_now(void)
 {
-	struct weft__timer t = v[i];
+	struct weft_loop *l = weft__tls_loop;
 
-	while (i > 0) {
-		size_t parent = (i - 1) / 4;
-
-		if (v[parent].deadline <= t.deadline)
-			break;
-		v[i] = v[parent];
-		i = parent;
-	}
-	v[i] = t;
+	return l ? l->be->now(l) : weft__clock_now();
 }
 
-static void sift_down(struct weft__timer *v, size_t len, size_t i)
-{
-	struct weft__timer t = v[i];
-
-	for (;;) {
-		size_t first = 4 * i + 1;
-		size_t best = i;
-		int64_t best_deadline = t.deadline;
-
-		for (size_t c = first; c < first + 4 && c < len; c++) {
-			if (v[c].deadline < best_deadline) {
-				best = c;
-				best_deadline = v[c].deadline;
-			}
-		}
-		if (best == i)
-			break;
-		v[i] = v[best];
-		i = best;
-	}
-	v[i] = t;
-}
-
-static void heap_pop(struct weft__heap *h)
-{
-	h->v[0] = h->v[--h->len];
-	if (h->len > 0)
-		sift_down(h->v, h->len, 0);
-}
-
-/* Arm a timer that wakes @f with -ETIMEDOUT at @deadline. */
-int weft__timer_arm(struct weft_loop *l, struct weft_fiber *f, int64_t deadline)
-{
-	struct weft__heap *h = &l->timers;
-
-	if (h->len == h->cap) {
-		size_t cap = h->cap ? h->cap * 2 : 1024;
-		struct weft__timer *v = realloc(h->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		h->v = v;
-		h->cap = cap;
-	}
-	f->timer_seq = ++l->timer_seq;
-	h->v[h->len] =
-	    (struct weft__timer){ .deadline = deadline, .seq = f->timer_seq, .fiber = f };
-	sift_up(h->v, h->len++);
-	return 0;
-}
-
-/* The nearest live deadline, or WEFT_FOREVER; drops stale entries on top. */
-int64_t weft__timer_next(struct weft_loop *l)
-{
-	struct weft__heap *h = &l->timers;
-
-	while (h->len > 0 && h->v[0].fiber->timer_seq != h->v[0].seq)
-		heap_pop(h);
-	return h->len > 0 ? h->v[0].deadline : WEFT_FOREVER;
-}
-
-/* Wake every fiber whose timer is due at @now. */
-void weft__timer_fire(struct weft_loop *l, int64_t now)
+void weft__timers_fire(struct weft_loop *l, int64_t now)
 {
 	struct weft__heap *h = &l->timers;
 
 	while (h->len > 0 && h->v[0].deadline <= now) {
-		struct weft__timer t = h->v[0];
-
-		heap_pop(h);
-		if (t.fiber->timer_seq == t.seq) {
-			l->stats.timers_fired++;
-			weft__fiber_wake(t.fiber, -ETIMEDOUT);
-		}
+		l->stats.timers_fired++;
+		weft__fiber_wake(h->v[0].fiber, -ETIMEDOUT); /* takes it off the heap */
 	}
 }
 
-void weft__timers_fini(struct weft_loop *l)
+/* One kernel timeout until @until; 0 when it expires. */
+static int sleep_kernel(int64_t until)
 {
-	free(l->timers.v);
-	l->timers.v = NULL;
-	l->timers.len = 0;
-	l->timers.cap = 0;
-}
+	struct weft__op op = { .code = WEFT__OP_TIMEOUT, .fd = -1, .off = (uint64_t)until };
+	int rc = weft__op_run(&op);
 
-/* One IORING_OP_TIMEOUT until @until; 0 when it expires. */
-static int sleep_kernel(struct weft_loop *l, struct weft_fiber *self, int64_t until)
-{
-	struct __kernel_timespec ts = { .tv_sec = until / WEFT_SEC, .tv_nsec = until % WEFT_SEC };
-	struct weft__op op;
-	struct io_uring_sqe *sqe = weft__op_sqe(l, self, false);
-
-	io_uring_prep_timeout(sqe, &ts, 0, IORING_TIMEOUT_ABS);
-	int rc = weft__op_await(l, self, &op, sqe, false);
-
-	return rc == -ETIME ? -ETIMEDOUT : rc;
+	return rc == -ETIME ? 0 : rc;
 }
 
 int weft_sleep_until(int64_t deadline)
@@ -154,10 +63,13 @@ int weft_sleep_until(int64_t deadline)
 		weft_yield();
 		return 0;
 	}
+	if (l->cfg.timer_mode == WEFT_TIMERS_KERNEL) {
+		int rc = sleep_kernel(until);
 
-	int rc = l->cfg.timer_mode == WEFT_TIMERS_KERNEL
-		     ? sleep_kernel(l, self, until)
-		     : weft__fiber_park(l, self, WEFT__WAIT_EVENT, until);
+		return rc == 0 && by_deadline ? -ETIMEDOUT : rc;
+	}
+
+	int rc = weft__fiber_park(l, self, &weft__wait_event, until);
 
 	if (rc == -ETIMEDOUT)
 		return by_deadline ? -ETIMEDOUT : 0;
@@ -170,7 +82,11 @@ int weft_sleep(int64_t ns)
 		return -EINVAL;
 	if (!weft_self())
 		return -EPERM;
-	return weft_sleep_until(weft_now() + ns);
+
+	int64_t now = weft_now();
+
+	/* A sleep past the end of time waits until cancelled or the deadline (no overflow). */
+	return weft_sleep_until(ns > INT64_MAX - now ? INT64_MAX : now + ns);
 }
 
 int64_t weft_set_deadline(int64_t deadline)

@@ -1,0 +1,874 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The io_uring backend: everything weft knows about io_uring, and the only
+ * file that includes liburing. Ring set-up with feature probing, SQEs
+ * prepared from op records, linked timeouts for deadlines, ASYNC_CANCEL,
+ * the per-fd record of pending ops that weft_close cancels, the tick's
+ * single io_uring_enter, CQ overflow, SQPOLL, and the eventfd that lets
+ * other threads wake the loop.
+ *
+ * user_data of an SQE is the op record's address, its low two bits saying
+ * which of the op's SQEs it is (the op's own, its linked timeout, or a
+ * cancel naming it). An op ends (op->complete) when the CQEs of all of them
+ * have arrived: until then the kernel may still look the op up by its
+ * address, so nothing reuses the record (DESIGN principle 3).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+_Static_assert(sizeof(struct io_uring_sqe) == 64, "weft assumes 64-byte SQEs");
+_Static_assert(sizeof(struct io_uring_cqe) == 16, "weft assumes 16-byte CQEs");
+_Static_assert(_Alignof(struct weft__op) >= 4, "two low bits of an op's address are free");
+
+#ifndef IORING_SETUP_DEFER_TASKRUN
+#define IORING_SETUP_DEFER_TASKRUN (1U << 13) /* Linux 6.1 */
+#endif
+/* Linux 6.9; liburing 2.3 has neither the constant nor a helper. */
+#define URING_OP_FTRUNCATE 55
+
+/* Which of an op's SQEs a CQE answers: the low bits of user_data. */
+#define UD_OWN 0u
+#define UD_TIMEOUT 1u
+#define UD_CANCEL 2u
+#define UD_TAGS 3u
+/* user_data of a cancel by fd, whose answer nobody waits for. */
+#define UD_IGNORE ((uint64_t)0)
+
+/* The kernel opcode of each weft operation. */
+static const uint8_t uring_op[] = {
+	[WEFT__OP_NOP] = IORING_OP_NOP,
+	[WEFT__OP_READ] = IORING_OP_READ,
+	[WEFT__OP_WRITE] = IORING_OP_WRITE,
+	[WEFT__OP_READV] = IORING_OP_READV,
+	[WEFT__OP_WRITEV] = IORING_OP_WRITEV,
+	[WEFT__OP_FSYNC] = IORING_OP_FSYNC,
+	[WEFT__OP_CLOSE] = IORING_OP_CLOSE,
+	[WEFT__OP_OPENAT] = IORING_OP_OPENAT,
+	[WEFT__OP_STATX] = IORING_OP_STATX,
+	[WEFT__OP_UNLINKAT] = IORING_OP_UNLINKAT,
+	[WEFT__OP_RENAMEAT] = IORING_OP_RENAMEAT,
+	[WEFT__OP_MKDIRAT] = IORING_OP_MKDIRAT,
+	[WEFT__OP_FALLOCATE] = IORING_OP_FALLOCATE,
+	[WEFT__OP_FTRUNCATE] = URING_OP_FTRUNCATE,
+	[WEFT__OP_SOCKET] = IORING_OP_SOCKET,
+	[WEFT__OP_ACCEPT] = IORING_OP_ACCEPT,
+	[WEFT__OP_CONNECT] = IORING_OP_CONNECT,
+	[WEFT__OP_RECV] = IORING_OP_RECV,
+	[WEFT__OP_SEND] = IORING_OP_SEND,
+	[WEFT__OP_RECVMSG] = IORING_OP_RECVMSG,
+	[WEFT__OP_SENDMSG] = IORING_OP_SENDMSG,
+	[WEFT__OP_SHUTDOWN] = IORING_OP_SHUTDOWN,
+	[WEFT__OP_TIMEOUT] = IORING_OP_TIMEOUT,
+	[WEFT__OP_POLL] = IORING_OP_POLL_ADD,
+};
+_Static_assert(sizeof(uring_op) == WEFT__OP_COUNT, "every weft opcode has a kernel opcode");
+
+/* The ops pending on one fd: a ring through op->fdlink, found from here. */
+struct fdslot {
+	int32_t fd; /* -1: empty */
+	struct weft__op *head;
+};
+
+struct uring {
+	struct io_uring ring;
+	uint64_t probe[2]; /* IORING_OP_* this kernel has, a bit each */
+	bool sqpoll;
+	bool defer;
+	bool reaping;		   /* completions are being dispatched: no SQE may be taken */
+	bool valgrind;		   /* mark kernel-filled memory defined */
+	int fatal;		   /* io_uring_enter was refused: every op fails with this */
+	struct weft__op *deferred; /* submitted while reaping, in order */
+	struct weft__op **deferred_tail;
+	/* Open addressing, linear probing; at most half full. */
+	struct fdslot *fds;
+	size_t fds_cap;
+	size_t fds_len;
+	uint64_t untracked; /* ops in flight on an fd the table could not hold */
+	/* Other threads wake the loop through this eventfd, polled while remote work is due. */
+	int wake_fd;
+	bool wake_armed;
+	struct weft__op wake_op;
+};
+
+static inline struct uring *U(struct weft_loop *l)
+{
+	return l->be_data;
+}
+
+/* ---- set-up ------------------------------------------------------------- */
+
+/* Each mode's flags, best first; SUBMIT_ALL (5.18) is dropped on the way down. */
+static const struct {
+	uint32_t mode;
+	uint32_t flags;
+} modes[] = {
+	{ WEFT_RING_DEFER_TASKRUN,
+	  IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL },
+	{ WEFT_RING_COOP_TASKRUN,
+	  IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL },
+	{ WEFT_RING_PLAIN, IORING_SETUP_SUBMIT_ALL },
+	{ WEFT_RING_PLAIN, 0 },
+};
+
+static int try_setup(struct weft_loop *l, struct uring *u, uint32_t flags)
+{
+	struct io_uring_params p;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = flags | IORING_SETUP_CQSIZE;
+	p.cq_entries = l->cfg.cq_entries;
+	if (flags & IORING_SETUP_SQPOLL)
+		p.sq_thread_idle = l->cfg.sqpoll_idle_ms;
+
+	int rc = io_uring_queue_init_params(l->cfg.sq_entries, &u->ring, &p);
+
+	if (rc == 0 && !(p.features & IORING_FEAT_NODROP)) {
+		/* Before Linux 5.5 a full CQ drops completions: not safe for weft. */
+		io_uring_queue_exit(&u->ring);
+		return -ENOSYS;
+	}
+	if (rc == 0 && !(p.features & IORING_FEAT_EXT_ARG)) {
+		/* Before Linux 5.11 enter cannot take a timeout; weft needs it. */
+		io_uring_queue_exit(&u->ring);
+		return -ENOSYS;
+	}
+	return rc;
+}
+
+/*
+ * The ring in the requested mode, or, for WEFT_RING_AUTO, in the best mode
+ * the kernel accepts (an older kernel answers -EINVAL to flags it does not
+ * know). Any other error is the reason io_uring cannot be used here.
+ */
+static int setup_ring(struct weft_loop *l, struct uring *u)
+{
+	int rc = -EINVAL;
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		uint32_t flags = modes[i].flags;
+
+		if (l->cfg.ring_mode != WEFT_RING_AUTO && l->cfg.ring_mode != modes[i].mode)
+			continue;
+		if (l->cfg.flags & WEFT_CONFIG_SQPOLL) {
+			/*
+			 * The SQ thread is the one submitter: no DEFER_TASKRUN,
+			 * and the kernel refuses COOP_TASKRUN beside SQPOLL.
+			 */
+			if (flags & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN))
+				continue;
+			flags |= IORING_SETUP_SQPOLL;
+		}
+		rc = try_setup(l, u, flags);
+		if (rc == 0) {
+			l->stats.ring_mode = modes[i].mode;
+			l->stats.ring_flags = flags;
+			return 0;
+		}
+		if (rc != -EINVAL)
+			return rc;
+	}
+	return rc;
+}
+
+/* Which opcodes this kernel has (Linux 5.6); without a probe, those up to SHUTDOWN (5.11). */
+static void probe_ops(struct weft_loop *l, struct uring *u)
+{
+	struct io_uring_probe *probe = io_uring_get_probe_ring(&u->ring);
+
+	if (probe) {
+		for (unsigned i = 0; i < probe->ops_len && i < 128; i++)
+			if (probe->ops[i].flags & IO_URING_OP_SUPPORTED)
+				u->probe[i / 64] |= (uint64_t)1 << (i % 64);
+		io_uring_free_probe(probe);
+	} else {
+		u->probe[0] = ((uint64_t)1 << IORING_OP_SHUTDOWN) * 2 - 1;
+	}
+	/*
+	 * WEFT_DISABLE_OPS=55,37 makes weft act as if the kernel lacked those
+	 * IORING_OP_* numbers (a work-around for a kernel bug in one opcode,
+	 * and how the fallbacks are tested).
+	 */
+	const char *off = getenv("WEFT_DISABLE_OPS");
+
+	while (off && *off) {
+		char *end;
+		unsigned long op = strtoul(off, &end, 10);
+
+		if (end == off)
+			break;
+		if (op < 128)
+			u->probe[op / 64] &= ~((uint64_t)1 << (op % 64));
+		off = *end == ',' ? end + 1 : end;
+	}
+	l->ops = 0;
+	for (unsigned c = 0; c < WEFT__OP_COUNT; c++) {
+		unsigned k = uring_op[c];
+
+		assert(c == WEFT__OP_NOP || k != IORING_OP_NOP);
+		if (u->probe[k / 64] >> (k % 64) & 1)
+			l->ops |= (uint64_t)1 << c;
+	}
+}
+
+static void wake_done(struct weft__op *op, int res, uint32_t flags);
+
+static int uring_setup(struct weft_loop *l)
+{
+	struct uring *u = calloc(1, sizeof(*u));
+	int rc;
+
+	if (!u)
+		return -ENOMEM;
+	u->deferred_tail = &u->deferred;
+	u->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (u->wake_fd < 0) {
+		rc = -errno;
+		free(u);
+		return rc;
+	}
+	rc = setup_ring(l, u);
+	if (rc < 0) {
+		weft__loop_note_failure("io_uring_setup", rc);
+		goto fail;
+	}
+	u->sqpoll = l->stats.ring_flags & IORING_SETUP_SQPOLL;
+	u->defer = l->stats.ring_flags & IORING_SETUP_DEFER_TASKRUN;
+	probe_ops(l, u);
+	if (l->cfg.iowq_bounded || l->cfg.iowq_unbounded) {
+		unsigned vals[2] = { l->cfg.iowq_bounded, l->cfg.iowq_unbounded };
+
+		rc = io_uring_register_iowq_max_workers(&u->ring, vals);
+		if (rc < 0) {
+			io_uring_queue_exit(&u->ring);
+			goto fail; /* -EINVAL before 5.15: the caps cannot be kept */
+		}
+	}
+	/* Linux 5.18: enter by registered index, saving an fd lookup per call. */
+	(void)io_uring_register_ring_fd(&u->ring);
+#if WEFT_HAVE_VALGRIND_H
+	u->valgrind = RUNNING_ON_VALGRIND;
+#endif
+	u->wake_op = (struct weft__op){ .code = WEFT__OP_POLL,
+					.fd = u->wake_fd,
+					.op_flags = POLLIN,
+					.deadline = WEFT_FOREVER,
+					.complete = wake_done };
+	l->be_data = u;
+	return 0;
+fail:
+	close(u->wake_fd);
+	free(u);
+	return rc;
+}
+
+static void uring_teardown(struct weft_loop *l)
+{
+	struct uring *u = U(l);
+
+	io_uring_queue_exit(&u->ring);
+	close(u->wake_fd);
+	free(u->fds);
+	free(u);
+	l->be_data = NULL;
+}
+
+/* ---- the ops pending on each fd ------------------------------------------- */
+
+static inline size_t fd_home(int fd, size_t cap)
+{
+	return ((uint32_t)fd * 2654435761u) & (cap - 1);
+}
+
+static size_t fd_find(const struct uring *u, int fd)
+{
+	for (size_t i = fd_home(fd, u->fds_cap);; i = (i + 1) & (u->fds_cap - 1)) {
+		if (u->fds[i].fd == fd)
+			return i;
+		if (u->fds[i].fd < 0)
+			return SIZE_MAX;
+	}
+}
+
+static bool fd_grow(struct uring *u)
+{
+	size_t cap = u->fds_cap ? u->fds_cap * 2 : 64;
+	struct fdslot *v = malloc(cap * sizeof(*v));
+
+	if (!v)
+		return false;
+	for (size_t i = 0; i < cap; i++)
+		v[i] = (struct fdslot){ .fd = -1 };
+	for (size_t i = 0; i < u->fds_cap; i++) {
+		if (u->fds[i].fd < 0)
+			continue;
+
+		size_t j = fd_home(u->fds[i].fd, cap);
+
+		while (v[j].fd >= 0)
+			j = (j + 1) & (cap - 1);
+		v[j] = u->fds[i];
+	}
+	free(u->fds);
+	u->fds = v;
+	u->fds_cap = cap;
+	return true;
+}
+
+/* Remove slot @i, shifting back the entries after it that probed past it. */
+static void fd_slot_delete(struct uring *u, size_t i)
+{
+	size_t mask = u->fds_cap - 1;
+
+	for (size_t j = (i + 1) & mask; u->fds[j].fd >= 0; j = (j + 1) & mask) {
+		size_t home = fd_home(u->fds[j].fd, u->fds_cap);
+
+		/* The entry at j may move to i unless its home lies in (i, j]. */
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			u->fds[i] = u->fds[j];
+			i = j;
+		}
+	}
+	u->fds[i] = (struct fdslot){ .fd = -1 };
+	u->fds_len--;
+}
+
+/*
+ * Note @op as pending on its fd, so that weft_close finds it. Bounded by the
+ * fds that have an op in flight; if the table cannot grow, the op is only
+ * counted, and a close then cancels by fd (a walk of the ring's requests).
+ */
+static void fd_track(struct uring *u, struct weft__op *op)
+{
+	if ((u->fds_len + 1) * 2 > u->fds_cap && !fd_grow(u)) {
+		op->oflags |= WEFT__OPF_FD_UNTRACKED;
+		u->untracked++;
+		return;
+	}
+
+	size_t i = fd_home(op->fd, u->fds_cap);
+
+	while (u->fds[i].fd >= 0 && u->fds[i].fd != op->fd)
+		i = (i + 1) & (u->fds_cap - 1);
+	if (u->fds[i].fd == op->fd) {
+		weft__list_add_before(&u->fds[i].head->fdlink, &op->fdlink);
+		op->oflags |= WEFT__OPF_FD_TRACKED;
+		return;
+	}
+	u->fds[i] = (struct fdslot){ .fd = op->fd, .head = op };
+	u->fds_len++;
+	weft__list_init(&op->fdlink);
+	op->oflags |= WEFT__OPF_FD_TRACKED | WEFT__OPF_FD_HEAD;
+}
+
+static void fd_untrack(struct uring *u, struct weft__op *op)
+{
+	if (op->oflags & WEFT__OPF_FD_UNTRACKED) {
+		op->oflags &= (uint16_t)~WEFT__OPF_FD_UNTRACKED;
+		u->untracked--;
+		return;
+	}
+	if (!(op->oflags & WEFT__OPF_FD_TRACKED))
+		return;
+	if (op->oflags & WEFT__OPF_FD_HEAD) {
+		size_t i = fd_find(u, op->fd);
+
+		assert(i != SIZE_MAX && u->fds[i].head == op);
+		if (weft__list_empty(&op->fdlink)) {
+			fd_slot_delete(u, i);
+		} else {
+			struct weft__op *next =
+			    weft__container_of(op->fdlink.next, struct weft__op, fdlink);
+
+			u->fds[i].head = next;
+			next->oflags |= WEFT__OPF_FD_HEAD;
+		}
+	}
+	weft__list_del(&op->fdlink);
+	op->oflags &= (uint16_t) ~(WEFT__OPF_FD_TRACKED | WEFT__OPF_FD_HEAD);
+}
+
+/* ---- the submission queue ------------------------------------------------- */
+
+static int enter(struct weft_loop *l, unsigned submit, unsigned wait_nr, unsigned flags, void *arg,
+		 size_t argsz)
+{
+	struct io_uring *r = &U(l)->ring;
+	unsigned fd = r->ring_fd;
+
+	if (r->int_flags & 1 /* INT_FLAG_REG_RING in liburing */) {
+		fd = (unsigned)r->enter_ring_fd;
+		flags |= IORING_ENTER_REGISTERED_RING;
+	}
+	l->stats.enters++;
+	return io_uring_enter2(fd, submit, wait_nr, flags, arg, argsz);
+}
+
+/* io_uring_enter's errors that do not mean the kernel refuses us. */
+static bool transient(int rc)
+{
+	return rc >= 0 || rc == -ETIME || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY;
+}
+
+/* Publish the SQEs prepared since the last flush; returns how many wait. */
+static unsigned flush_sq(struct io_uring *r)
+{
+	struct io_uring_sq *sq = &r->sq;
+	unsigned tail = sq->sqe_tail;
+
+	if (sq->sqe_head != tail) {
+		sq->sqe_head = tail;
+		/* The kernel reads the tail, then the SQEs: publish with release. */
+		io_uring_smp_store_release(sq->ktail, tail);
+	}
+	return tail - io_uring_smp_load_acquire(sq->khead);
+}
+
+/*
+ * With SQPOLL, published SQEs need a system call only when the SQ thread
+ * has gone to sleep. The full barrier orders our tail store before the
+ * flags load, as the kernel orders its flag store before re-reading the tail.
+ */
+static bool sq_thread_asleep(struct io_uring *r)
+{
+	io_uring_smp_mb();
+	return IO_URING_READ_ONCE(*r->sq.kflags) & IORING_SQ_NEED_WAKEUP;
+}
+
+static bool cq_overflowing(struct io_uring *r)
+{
+	return IO_URING_READ_ONCE(*r->sq.kflags) & IORING_SQ_CQ_OVERFLOW;
+}
+
+static void reap(struct weft_loop *l);
+
+static void set_fatal(struct weft_loop *l, int rc)
+{
+	if (!U(l)->fatal) {
+		U(l)->fatal = rc;
+		weft__loop_note_failure("io_uring_enter", rc);
+	}
+}
+
+/*
+ * Make room for @n SQEs: submit what is queued (the kernel consumes SQEs
+ * during the call), reap what completed, repeat. An operation never fails
+ * because the SQ was full. Return: false when the kernel refuses the enter
+ * (the backend is then fatal).
+ */
+static bool reserve(struct weft_loop *l, unsigned n)
+{
+	struct uring *u = U(l);
+	struct io_uring *r = &u->ring;
+
+	while (io_uring_sq_space_left(r) < n) {
+		if (u->fatal)
+			return false;
+		if (WEFT__UNLIKELY(u->reaping))
+			WEFT__BUG(l->cur, "an SQE was wanted while completions were dispatched");
+		l->stats.sq_full++;
+		if (cq_overflowing(r))
+			l->stats.cq_overflow++;
+
+		unsigned flags = IORING_ENTER_GETEVENTS;
+		unsigned submit = flush_sq(r);
+
+		if (u->sqpoll) {
+			/* Wait for the SQ thread to make room (Linux 5.10). */
+			flags |= IORING_ENTER_SQ_WAIT;
+			if (sq_thread_asleep(r))
+				flags |= IORING_ENTER_SQ_WAKEUP;
+		}
+
+		int rc = enter(l, submit, 0, flags, NULL, 0);
+
+		if (!transient(rc)) {
+			set_fatal(l, rc);
+			return false;
+		}
+		reap(l);
+	}
+	return true;
+}
+
+static inline struct io_uring_sqe *sqe_get(struct weft_loop *l, uint64_t ud)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&U(l)->ring);
+
+	assert(sqe); /* reserved by the caller */
+	sqe->user_data = ud;
+	l->inflight++;
+	l->stats.sqes++;
+	return sqe;
+}
+
+static void ts_from_ns(int64_t *ts, int64_t ns)
+{
+	ts[0] = ns / WEFT_SEC;
+	ts[1] = ns % WEFT_SEC;
+}
+
+/* Append @op to the ops that wait for the next tick (taken while reaping, or refused). */
+static void defer(struct uring *u, struct weft__op *op)
+{
+	op->oflags |= WEFT__OPF_DEFERRED;
+	op->deferred = NULL;
+	*u->deferred_tail = op;
+	u->deferred_tail = &op->deferred;
+}
+
+/* The SQE (and linked timeout) of @op; room is made for both at once, so a flush never splits a
+ * link. */
+static void prep(struct weft_loop *l, struct uring *u, struct weft__op *op)
+{
+	bool linked = op->deadline != WEFT_FOREVER;
+
+	if (WEFT__UNLIKELY(io_uring_sq_space_left(&u->ring) < 1u + linked) &&
+	    !reserve(l, 1u + linked)) {
+		defer(u, op);
+		return;
+	}
+
+	struct io_uring_sqe *sqe = sqe_get(l, (uint64_t)(uintptr_t)op | UD_OWN);
+	uint64_t ud = sqe->user_data;
+
+	io_uring_prep_rw(uring_op[op->code], sqe, op->fd, (const void *)(uintptr_t)op->addr,
+			 op->len, op->off);
+	sqe->rw_flags = (__kernel_rwf_t)op->op_flags;
+	sqe->user_data = ud;
+	if (op->code == WEFT__OP_TIMEOUT) {
+		/* op->off is the absolute deadline; the kernel reads a timespec. */
+		ts_from_ns(op->ts, (int64_t)op->off);
+		sqe->addr = (uint64_t)(uintptr_t)op->ts;
+		sqe->len = 1;
+		sqe->off = 0;
+		sqe->timeout_flags = IORING_TIMEOUT_ABS;
+	}
+	op->due = 1;
+	if (weft__opdefs[op->code].fd && op->fd >= 0)
+		fd_track(u, op);
+	if (linked) {
+		struct io_uring_sqe *lt = sqe_get(l, (uint64_t)(uintptr_t)op | UD_TIMEOUT);
+
+		ts_from_ns(op->ts, op->deadline);
+		sqe->flags |= IOSQE_IO_LINK;
+		io_uring_prep_link_timeout(lt, (struct __kernel_timespec *)op->ts,
+					   IORING_TIMEOUT_ABS);
+		lt->user_data = (uint64_t)(uintptr_t)op | UD_TIMEOUT;
+		op->due = 2;
+	}
+}
+
+static void uring_submit(struct weft_loop *l, struct weft__op *op)
+{
+	struct uring *u = U(l);
+
+	if (WEFT__UNLIKELY(u->reaping || u->fatal))
+		defer(u, op);
+	else
+		prep(l, u, op);
+}
+
+static void uring_cancel(struct weft_loop *l, struct weft__op *op)
+{
+	if (op->state != WEFT__OP_ARMED || (op->oflags & WEFT__OPF_CANCEL_SENT))
+		return;
+	op->oflags |= WEFT__OPF_CANCEL_SENT;
+	if (op->oflags & WEFT__OPF_DEFERRED)
+		return; /* never reached the kernel: the next tick ends it */
+	if (!reserve(l, 1))
+		return; /* fatal: the tick fails every op */
+
+	struct io_uring_sqe *sqe = sqe_get(l, (uint64_t)(uintptr_t)op | UD_CANCEL);
+
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | UD_OWN, 0);
+	sqe->user_data = (uint64_t)(uintptr_t)op | UD_CANCEL;
+	op->due++;
+}
+
+/*
+ * Closing an fd does not end io_uring operations pending on it (they hold
+ * their own reference to the file), so a fiber parked in a recv on it would
+ * wait forever: cancel them first. Each is cancelled by its own user_data,
+ * which the kernel finds by hash for polled requests; a cancel by fd would
+ * walk every pending request of the ring, O(N^2) for N connections closed.
+ */
+static void uring_cancel_fd(struct weft_loop *l, int fd)
+{
+	struct uring *u = U(l);
+
+	if (fd < 0)
+		return;
+	if (u->fds_len) {
+		size_t i = fd_find(u, fd);
+
+		if (i != SIZE_MAX) {
+			struct weft__op *head = u->fds[i].head;
+			struct weft__list *n = head->fdlink.next;
+
+			uring_cancel(l, head);
+			while (n != &head->fdlink) {
+				struct weft__list *next = n->next;
+
+				uring_cancel(l, weft__container_of(n, struct weft__op, fdlink));
+				n = next;
+			}
+		}
+	}
+	if (u->untracked && reserve(l, 1)) {
+		/* Linux 5.19; an older kernel answers -EINVAL and nothing is lost. */
+		struct io_uring_sqe *sqe = sqe_get(l, UD_IGNORE);
+
+		io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+		sqe->user_data = UD_IGNORE;
+	}
+}
+
+/* ---- completions ------------------------------------------------------------ */
+
+/*
+ * One CQE: res and flags are copied before the caller hands the slot back.
+ * The op ends when its last due CQE arrives.
+ */
+static inline void dispatch(struct weft_loop *l, struct uring *u, uint64_t ud, int res,
+			    uint32_t flags)
+{
+	l->inflight--;
+	if (ud == UD_IGNORE)
+		return;
+
+	struct weft__op *op = (struct weft__op *)(uintptr_t)(ud & ~(uint64_t)UD_TAGS);
+
+	if (WEFT__UNLIKELY(op->state != WEFT__OP_ARMED || op->due == 0))
+		WEFT__BUG(op->fiber, "a CQE arrived for an operation that is not in flight");
+	if (WEFT__UNLIKELY(flags & IORING_CQE_F_MORE))
+		WEFT__BUG(op->fiber, "a multishot CQE arrived; weft submits none");
+	switch (ud & UD_TAGS) {
+	case UD_OWN:
+		op->kres = res;
+		op->kflags = flags;
+		if (op->oflags & (WEFT__OPF_FD_TRACKED | WEFT__OPF_FD_UNTRACKED))
+			fd_untrack(u, op);
+		break;
+	case UD_TIMEOUT:
+		if (res == -ETIME)
+			op->oflags |= WEFT__OPF_TIMED_OUT;
+		break;
+	default: /* a cancel's answer (0, -ENOENT, -EALREADY): only its arrival matters */
+		break;
+	}
+	if (--op->due == 0) {
+		if (WEFT__UNLIKELY(u->valgrind))
+			weft__op_mark_filled(op, op->kres);
+		op->complete(op, op->kres, op->kflags);
+	}
+}
+
+/* Copy every CQE out and dispatch it, then hand the slots back. */
+static void reap(struct weft_loop *l)
+{
+	struct uring *u = U(l);
+	struct io_uring_cqe *cqe;
+	unsigned head;
+	unsigned n = 0;
+
+	u->reaping = true;
+	io_uring_for_each_cqe(&u->ring, head, cqe)
+	{
+		dispatch(l, u, cqe->user_data, cqe->res, cqe->flags);
+		n++;
+	}
+	io_uring_cq_advance(&u->ring, n);
+	u->reaping = false;
+	l->stats.cqes += n;
+	/* With IORING_FEAT_NODROP the kernel drops a CQE only when it could not even queue it. */
+	if (WEFT__UNLIKELY(u->ring.cq.koverflow && IO_URING_READ_ONCE(*u->ring.cq.koverflow)))
+		WEFT__BUG(l->cur,
+			  "the kernel dropped CQEs (CQ overflow without room to keep them)");
+}
+
+/*
+ * The kernel refuses io_uring_enter: end every op it never saw (the SQEs
+ * still in the SQ, and the deferred ones) with that error, so their fibers
+ * unwind. Ops the kernel did take (if an enter ever worked) cannot be
+ * reaped any more.
+ */
+static int fail_all(struct weft_loop *l, struct uring *u)
+{
+	struct io_uring_sq *sq = &u->ring.sq;
+	int err = u->fatal;
+
+	u->reaping = true;
+	if (!u->sqpoll) {
+		unsigned mask = sq->ring_mask;
+
+		for (unsigned i = io_uring_smp_load_acquire(sq->khead); i != sq->sqe_tail; i++) {
+			const struct io_uring_sqe *sqe = &sq->sqes[i & mask];
+			uint64_t ud = sqe->user_data;
+
+			dispatch(l, u, ud, (ud & UD_TAGS) == UD_OWN ? err : 0, 0);
+		}
+		sq->sqe_head = sq->sqe_tail = io_uring_smp_load_acquire(sq->khead);
+	}
+	while (u->deferred) {
+		struct weft__op *op = u->deferred;
+
+		u->deferred = op->deferred;
+		op->oflags &= (uint16_t)~WEFT__OPF_DEFERRED;
+		op->complete(op, err, 0);
+	}
+	u->deferred_tail = &u->deferred;
+	u->reaping = false;
+	return err;
+}
+
+/* Submit what was deferred while completions were dispatched; a cancelled one just ends. */
+static void submit_deferred(struct weft_loop *l, struct uring *u)
+{
+	struct weft__op *op = u->deferred;
+
+	u->deferred = NULL;
+	u->deferred_tail = &u->deferred;
+	while (op) {
+		struct weft__op *next = op->deferred;
+
+		op->oflags &= (uint16_t)~WEFT__OPF_DEFERRED;
+		if (op->oflags & WEFT__OPF_CANCEL_SENT)
+			op->complete(op, -ECANCELED, 0);
+		else
+			prep(l, u, op);
+		op = next;
+	}
+}
+
+/* ---- waking from other threads --------------------------------------------- */
+
+/* The wake eventfd became readable: reset it; the loop then takes its inbox. */
+static void wake_done(struct weft__op *op, int res, uint32_t flags)
+{
+	struct uring *u = weft__container_of(op, struct uring, wake_op);
+	uint64_t count;
+
+	(void)res;
+	(void)flags;
+	op->state = WEFT__OP_DONE;
+	u->wake_armed = false;
+	/*
+	 * A read(2) of the counter, not an IORING_OP_READ of the eventfd:
+	 * Linux 6.15.4 broke eventfd reads through io_uring (ghostty PR#7731),
+	 * polls were not affected.
+	 */
+	if (read(u->wake_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		WEFT__BUG(NULL, "read of the wake eventfd failed");
+}
+
+static void uring_wake(struct weft_loop *l)
+{
+	uint64_t one = 1;
+	/* Cannot fail short of a bad fd, and the loop holds it open. */
+	ssize_t w = write(U(l)->wake_fd, &one, sizeof(one));
+
+	(void)w;
+}
+
+/* ---- the tick ----------------------------------------------------------------- */
+
+static int uring_tick(struct weft_loop *l, bool wait, int64_t deadline)
+{
+	struct uring *u = U(l);
+	struct io_uring *r = &u->ring;
+
+	if (WEFT__UNLIKELY(u->deferred != NULL) && !u->fatal)
+		submit_deferred(l, u);
+	if (l->remote_expected && !u->wake_armed && !u->fatal && reserve(l, 1)) {
+		struct weft__op *op = &u->wake_op;
+
+		op->state = WEFT__OP_ARMED;
+		op->oflags = 0;
+		u->wake_armed = true;
+		prep(l, u, op);
+	}
+	if (WEFT__UNLIKELY(u->fatal))
+		return fail_all(l, u);
+
+	unsigned submit = flush_sq(r);
+	bool overflow = cq_overflowing(r);
+	unsigned wait_nr = wait ? 1 : 0;
+	struct __kernel_timespec ts;
+	struct io_uring_getevents_arg arg;
+	unsigned flags = IORING_ENTER_GETEVENTS;
+	void *argp = NULL;
+	size_t argsz = 0;
+
+	if (overflow)
+		l->stats.cq_overflow++;
+	if (io_uring_cq_ready(r) > 0)
+		wait_nr = 0; /* completions are already here: take them now */
+	if (wait_nr && deadline != WEFT_FOREVER) {
+		int64_t left = deadline - weft__clock_now();
+
+		if (left <= 0) {
+			wait_nr = 0;
+		} else {
+			ts.tv_sec = left / WEFT_SEC;
+			ts.tv_nsec = left % WEFT_SEC;
+			memset(&arg, 0, sizeof(arg));
+			arg.ts = (uint64_t)(uintptr_t)&ts;
+			argp = &arg;
+			argsz = sizeof(arg);
+			flags |= IORING_ENTER_EXT_ARG;
+		}
+	}
+	/* Without DEFER_TASKRUN, finished work is in the CQ without a call. */
+	bool need = submit > 0 || overflow || wait_nr > 0 || (u->defer && l->inflight > 0);
+
+	if (u->sqpoll) {
+		/* The SQ thread submits; enter only to wake it, to wait, or to flush. */
+		bool wake = submit > 0 && sq_thread_asleep(r);
+
+		if (wake)
+			flags |= IORING_ENTER_SQ_WAKEUP;
+		need = wake || overflow || wait_nr > 0;
+	}
+	if (need) {
+		int rc = enter(l, submit, wait_nr, flags, argp, argsz);
+
+		if (!transient(rc)) {
+			set_fatal(l, rc);
+			return fail_all(l, u);
+		}
+	}
+	reap(l);
+	return 0;
+}
+
+static int64_t uring_now(struct weft_loop *l)
+{
+	(void)l;
+	return weft__clock_now();
+}
+
+static void uring_stats(struct weft_loop *l, weft_stats *out)
+{
+	(void)l;
+	(void)out;
+}
+
+const struct weft__backend weft__backend_uring = {
+	.name = "io_uring",
+	.setup = uring_setup,
+	.teardown = uring_teardown,
+	.submit = uring_submit,
+	.cancel = uring_cancel,
+	.cancel_fd = uring_cancel_fd,
+	.tick = uring_tick,
+	.wake = uring_wake,
+	.now = uring_now,
+	.stats = uring_stats,
+};
