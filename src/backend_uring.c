@@ -446,6 +446,37 @@ static bool cq_overflowing(struct io_uring *r)
 	return IO_URING_READ_ONCE(*r->sq.kflags) & IORING_SQ_CQ_OVERFLOW;
 }
 
+/* Free SQ slots. With SQPOLL the kernel's thread moves the head: read it with acquire. */
+static inline unsigned sq_space(const struct uring *u)
+{
+	const struct io_uring_sq *sq = &u->ring.sq;
+	unsigned head =
+	    u->sqpoll ? io_uring_smp_load_acquire(sq->khead) : IO_URING_READ_ONCE(*sq->khead);
+
+	return sq->ring_entries - (sq->sqe_tail - head);
+}
+
+/* The next SQE, written whole; the caller made room. */
+static inline struct io_uring_sqe *sqe_put(struct weft_loop *l, struct uring *u, uint8_t opcode,
+					   int fd, uint64_t addr, uint32_t len, uint64_t off,
+					   uint32_t op_flags, uint64_t ud)
+{
+	struct io_uring_sq *sq = &u->ring.sq;
+	struct io_uring_sqe *sqe = &sq->sqes[sq->sqe_tail++ & sq->ring_mask];
+
+	assert(sq->sqe_tail - *sq->khead <= sq->ring_entries);
+	*sqe = (struct io_uring_sqe){ .opcode = opcode,
+				      .fd = fd,
+				      .off = off,
+				      .addr = addr,
+				      .len = len,
+				      .rw_flags = (__kernel_rwf_t)op_flags,
+				      .user_data = ud };
+	l->inflight++;
+	l->stats.sqes++;
+	return sqe;
+}
+
 static void reap(struct weft_loop *l);
 
 static void set_fatal(struct weft_loop *l, int rc)
@@ -467,7 +498,7 @@ static bool reserve(struct weft_loop *l, unsigned n)
 	struct uring *u = U(l);
 	struct io_uring *r = &u->ring;
 
-	while (io_uring_sq_space_left(r) < n) {
+	while (sq_space(u) < n) {
 		if (u->fatal)
 			return false;
 		if (WEFT__UNLIKELY(u->reaping))
@@ -497,17 +528,6 @@ static bool reserve(struct weft_loop *l, unsigned n)
 	return true;
 }
 
-static inline struct io_uring_sqe *sqe_get(struct weft_loop *l, uint64_t ud)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&U(l)->ring);
-
-	assert(sqe); /* reserved by the caller */
-	sqe->user_data = ud;
-	l->inflight++;
-	l->stats.sqes++;
-	return sqe;
-}
-
 static void ts_from_ns(int64_t *ts, int64_t ns)
 {
 	ts[0] = ns / WEFT_SEC;
@@ -528,20 +548,17 @@ static void defer(struct uring *u, struct weft__op *op)
 static void prep(struct weft_loop *l, struct uring *u, struct weft__op *op)
 {
 	bool linked = op->deadline != WEFT_FOREVER;
+	uint64_t ud = (uint64_t)(uintptr_t)op;
 
-	if (WEFT__UNLIKELY(io_uring_sq_space_left(&u->ring) < 1u + linked) &&
-	    !reserve(l, 1u + linked)) {
+	if (sq_space(u) < 1u + linked && !reserve(l, 1u + linked)) {
 		defer(u, op);
 		return;
 	}
 
-	struct io_uring_sqe *sqe = sqe_get(l, (uint64_t)(uintptr_t)op | UD_OWN);
-	uint64_t ud = sqe->user_data;
+	struct io_uring_sqe *sqe = sqe_put(l, u, uring_op[op->code], op->fd, op->addr, op->len,
+					   op->off, op->op_flags, ud | UD_OWN);
 
-	io_uring_prep_rw(uring_op[op->code], sqe, op->fd, (const void *)(uintptr_t)op->addr,
-			 op->len, op->off);
-	sqe->rw_flags = (__kernel_rwf_t)op->op_flags;
-	sqe->user_data = ud;
+	op->due = 1;
 	if (op->code == WEFT__OP_TIMEOUT) {
 		/* op->off is the absolute deadline; the kernel reads a timespec. */
 		ts_from_ns(op->ts, (int64_t)op->off);
@@ -550,29 +567,45 @@ static void prep(struct weft_loop *l, struct uring *u, struct weft__op *op)
 		sqe->off = 0;
 		sqe->timeout_flags = IORING_TIMEOUT_ABS;
 	}
-	op->due = 1;
-	if (weft__opdefs[op->code].fd && op->fd >= 0)
+	if (op->oflags & WEFT__OPF_HAS_FD)
 		fd_track(u, op);
 	if (linked) {
-		struct io_uring_sqe *lt = sqe_get(l, (uint64_t)(uintptr_t)op | UD_TIMEOUT);
-
 		ts_from_ns(op->ts, op->deadline);
 		sqe->flags |= IOSQE_IO_LINK;
-		io_uring_prep_link_timeout(lt, (struct __kernel_timespec *)op->ts,
-					   IORING_TIMEOUT_ABS);
-		lt->user_data = (uint64_t)(uintptr_t)op | UD_TIMEOUT;
+		sqe_put(l, u, IORING_OP_LINK_TIMEOUT, -1, (uint64_t)(uintptr_t)op->ts, 1, 0,
+			IORING_TIMEOUT_ABS, ud | UD_TIMEOUT);
 		op->due = 2;
 	}
 }
 
+static void __attribute__((noinline))
+submit_slow(struct weft_loop *l, struct uring *u, struct weft__op *op)
+{
+	if (u->reaping || u->fatal)
+		defer(u, op);
+	else
+		prep(l, u, op);
+}
+
+/*
+ * The common case, an op with nothing to track, no deadline and room in the
+ * SQ, writes its SQE and returns without a call; the rest goes to
+ * submit_slow.
+ */
 static void uring_submit(struct weft_loop *l, struct weft__op *op)
 {
 	struct uring *u = U(l);
 
-	if (WEFT__UNLIKELY(u->reaping || u->fatal))
-		defer(u, op);
-	else
-		prep(l, u, op);
+	if (WEFT__UNLIKELY(u->reaping | (u->fatal != 0) | (op->deadline != WEFT_FOREVER) |
+			   ((op->oflags & WEFT__OPF_HAS_FD) != 0) |
+			   (op->code == WEFT__OP_TIMEOUT)) ||
+	    WEFT__UNLIKELY(sq_space(u) == 0)) {
+		submit_slow(l, u, op);
+		return;
+	}
+	sqe_put(l, u, uring_op[op->code], op->fd, op->addr, op->len, op->off, op->op_flags,
+		(uint64_t)(uintptr_t)op | UD_OWN);
+	op->due = 1;
 }
 
 static void uring_cancel(struct weft_loop *l, struct weft__op *op)
@@ -585,10 +618,9 @@ static void uring_cancel(struct weft_loop *l, struct weft__op *op)
 	if (!reserve(l, 1))
 		return; /* fatal: the tick fails every op */
 
-	struct io_uring_sqe *sqe = sqe_get(l, (uint64_t)(uintptr_t)op | UD_CANCEL);
-
-	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | UD_OWN, 0);
-	sqe->user_data = (uint64_t)(uintptr_t)op | UD_CANCEL;
+	/* IORING_OP_ASYNC_CANCEL by user_data: the op's own SQE. */
+	sqe_put(l, U(l), IORING_OP_ASYNC_CANCEL, -1, (uint64_t)(uintptr_t)op | UD_OWN, 0, 0, 0,
+		(uint64_t)(uintptr_t)op | UD_CANCEL);
 	op->due++;
 }
 
@@ -623,10 +655,8 @@ static void uring_cancel_fd(struct weft_loop *l, int fd)
 	}
 	if (u->untracked && reserve(l, 1)) {
 		/* Linux 5.19; an older kernel answers -EINVAL and nothing is lost. */
-		struct io_uring_sqe *sqe = sqe_get(l, UD_IGNORE);
-
-		io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
-		sqe->user_data = UD_IGNORE;
+		sqe_put(l, u, IORING_OP_ASYNC_CANCEL, fd, 0, 0, 0,
+			IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL, UD_IGNORE);
 	}
 }
 
@@ -666,7 +696,10 @@ static inline void dispatch(struct weft_loop *l, struct uring *u, uint64_t ud, i
 	if (--op->due == 0) {
 		if (WEFT__UNLIKELY(u->valgrind))
 			weft__op_mark_filled(op, op->kres);
-		op->complete(op, op->kres, op->kflags);
+		if (WEFT__LIKELY(op->complete == weft__op_complete))
+			weft__op_finish(op, op->kres, op->kflags); /* the common case, inlined */
+		else
+			op->complete(op, op->kres, op->kflags);
 	}
 }
 
@@ -674,17 +707,21 @@ static inline void dispatch(struct weft_loop *l, struct uring *u, uint64_t ud, i
 static void reap(struct weft_loop *l)
 {
 	struct uring *u = U(l);
-	struct io_uring_cqe *cqe;
-	unsigned head;
-	unsigned n = 0;
+	struct io_uring_cq *cq = &u->ring.cq;
+	unsigned head = *cq->khead;
+	unsigned tail = io_uring_smp_load_acquire(cq->ktail); /* then the CQEs it covers */
+	unsigned n = tail - head;
 
+	if (n == 0)
+		return;
 	u->reaping = true;
-	io_uring_for_each_cqe(&u->ring, head, cqe)
-	{
+	for (; head != tail; head++) {
+		const struct io_uring_cqe *cqe = &cq->cqes[head & cq->ring_mask];
+
 		dispatch(l, u, cqe->user_data, cqe->res, cqe->flags);
-		n++;
 	}
-	io_uring_cq_advance(&u->ring, n);
+	/* The slots go back to the kernel only now, after every CQE was copied out. */
+	io_uring_smp_store_release(cq->khead, tail);
 	u->reaping = false;
 	l->stats.cqes += n;
 	/* With IORING_FEAT_NODROP the kernel drops a CQE only when it could not even queue it. */
@@ -845,6 +882,13 @@ static int uring_tick(struct weft_loop *l, bool wait, int64_t deadline)
 		}
 	}
 	reap(l);
+	/*
+	 * With IORING_FEAT_NODROP a full CQ only holds completions back; the
+	 * kernel drops one only when it cannot even queue it. A dropped CQE
+	 * would leave its fiber parked for ever: fail loudly instead.
+	 */
+	if (WEFT__UNLIKELY(r->cq.koverflow && IO_URING_READ_ONCE(*r->cq.koverflow)))
+		WEFT__BUG(NULL, "the kernel dropped CQEs (a CQ overflow it could not queue)");
 	return 0;
 }
 

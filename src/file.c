@@ -39,11 +39,10 @@ static int check_iov(const struct iovec *iov, int iovcnt, int64_t off)
 /* A read or write: @addr and @len are a buffer, or an iovec array and its count. */
 static ssize_t rw(uint8_t code, int fd, const void *addr, size_t len, int64_t off)
 {
-	struct weft__op op = { .code = code,
-			       .fd = fd,
-			       .addr = PTR(addr),
-			       .len = (uint32_t)(len < RW_MAX ? len : RW_MAX),
-			       .off = (uint64_t)off };
+	struct weft__op op;
+
+	weft__op_init(&op, code, fd, PTR(addr), (uint32_t)(len < RW_MAX ? len : RW_MAX),
+		      (uint64_t)off, 0);
 
 	return weft__op_run(&op);
 }
@@ -78,11 +77,9 @@ ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t off)
 
 int weft_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
-	struct weft__op op = { .code = WEFT__OP_OPENAT,
-			       .fd = dirfd,
-			       .addr = PTR(path),
-			       .len = mode,
-			       .op_flags = (uint32_t)flags };
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_OPENAT, dirfd, PTR(path), mode, 0, (uint32_t)flags);
 
 	return path ? weft__op_run(&op) : -EINVAL;
 }
@@ -94,14 +91,18 @@ int weft_open(const char *path, int flags, mode_t mode)
 
 int weft_fsync(int fd)
 {
-	struct weft__op op = { .code = WEFT__OP_FSYNC, .fd = fd };
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_FSYNC, fd, 0, 0, 0, 0);
 
 	return weft__op_run(&op);
 }
 
 int weft_fdatasync(int fd)
 {
-	struct weft__op op = { .code = WEFT__OP_FSYNC, .fd = fd, .op_flags = FSYNC_DATASYNC };
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_FSYNC, fd, 0, 0, 0, FSYNC_DATASYNC);
 
 	return weft__op_run(&op);
 }
@@ -113,67 +114,63 @@ int weft_fdatasync(int fd)
  */
 int weft_close(int fd)
 {
-	struct weft__op op = { .code = WEFT__OP_CLOSE, .fd = fd };
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_CLOSE, fd, 0, 0, 0, 0);
 
 	return weft__op_run(&op);
 }
 
 int weft_statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *out)
 {
-	struct weft__op op = { .code = WEFT__OP_STATX,
-			       .fd = dirfd,
-			       .addr = PTR(path),
-			       .len = mask,
-			       .off = PTR(out),
-			       .op_flags = (uint32_t)flags };
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_STATX, dirfd, PTR(path), mask, PTR(out), (uint32_t)flags);
 
 	return path && out ? weft__op_run(&op) : -EINVAL;
 }
 
 int weft_unlink(const char *path, int flags)
 {
-	struct weft__op op = { .code = WEFT__OP_UNLINKAT,
-			       .fd = AT_FDCWD,
-			       .addr = PTR(path),
-			       .op_flags = (uint32_t)flags };
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_UNLINKAT, AT_FDCWD, PTR(path), 0, 0, (uint32_t)flags);
 
 	return path ? weft__op_run(&op) : -EINVAL;
 }
 
 int weft_rename(const char *from, const char *to)
 {
-	struct weft__op op = { .code = WEFT__OP_RENAMEAT,
-			       .fd = AT_FDCWD,
-			       .addr = PTR(from),
-			       .len = (uint32_t)AT_FDCWD,
-			       .off = PTR(to) };
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_RENAMEAT, AT_FDCWD, PTR(from), (uint32_t)AT_FDCWD, PTR(to), 0);
 
 	return from && to ? weft__op_run(&op) : -EINVAL;
 }
 
 int weft_mkdir(const char *path, mode_t mode)
 {
-	struct weft__op op = {
-		.code = WEFT__OP_MKDIRAT, .fd = AT_FDCWD, .addr = PTR(path), .len = mode
-	};
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_MKDIRAT, AT_FDCWD, PTR(path), mode, 0, 0);
 
 	return path ? weft__op_run(&op) : -EINVAL;
 }
 
 int weft_fallocate(int fd, int mode, int64_t off, int64_t len)
 {
-	struct weft__op op = { .code = WEFT__OP_FALLOCATE,
-			       .fd = fd,
-			       .addr = (uint64_t)len,
-			       .len = (uint32_t)mode,
-			       .off = (uint64_t)off };
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_FALLOCATE, fd, (uint64_t)len, (uint32_t)mode, (uint64_t)off, 0);
 
 	return off < 0 || len <= 0 ? -EINVAL : weft__op_run(&op);
 }
 
 int weft_ftruncate(int fd, int64_t len)
 {
-	struct weft__op op = { .code = WEFT__OP_FTRUNCATE, .fd = fd, .off = (uint64_t)len };
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_FTRUNCATE, fd, 0, 0, (uint64_t)len, 0);
 
 	return len < 0 ? -EINVAL : weft__op_run(&op);
 }

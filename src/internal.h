@@ -30,6 +30,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Everything declared here stays inside libweft: reached without the GOT or PLT. */
+#pragma GCC visibility push(hidden)
+
 #define WEFT__LIKELY(x) __builtin_expect(!!(x), 1)
 #define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
@@ -76,13 +79,18 @@ enum weft__fill {
 
 struct weft__op;
 
+/* weft__opdef.flags */
+#define WEFT__OPD_FD (1u << 0)	     /* op->fd is a descriptor the op waits on (close cancels it) */
+#define WEFT__OPD_DEADLINE (1u << 1) /* the fiber's deadline bounds it */
+#define WEFT__OPD_MUST_RUN                                                                         \
+	(1u << 2)		   /* runs for a cancelled fiber, or past its deadline (close)     \
+				    */
+#define WEFT__OPD_CLOSES (1u << 3) /* ends op->fd: its pending ops are cancelled first */
+
 /* One row of the op table: what every backend and op.c need to know. */
 struct weft__opdef {
 	const char *name;
-	bool fd;       /* op->fd names a descriptor the op waits on (weft_close cancels it) */
-	bool deadline; /* the fiber's deadline bounds it */
-	bool must_run; /* runs for a cancelled fiber, or past its deadline (close) */
-	bool closes;   /* ends op->fd: its pending ops are cancelled first */
+	uint8_t flags; /* WEFT__OPD_* */
 	uint8_t fill;  /* enum weft__fill */
 	/*
 	 * Where a backend lacks the opcode: the system call made with the
@@ -108,6 +116,7 @@ enum weft__op_state {
 #define WEFT__OPF_FD_HEAD (1u << 3)	 /* the one the per-fd table points at */
 #define WEFT__OPF_FD_UNTRACKED (1u << 4) /* has an fd the backend could not track */
 #define WEFT__OPF_DEFERRED (1u << 5)	 /* submitted while completions were dispatched */
+#define WEFT__OPF_HAS_FD (1u << 6) /* op->fd is a descriptor it waits on (the op table's fd) */
 
 struct weft_fiber;
 
@@ -153,6 +162,22 @@ struct weft__op {
 	uint32_t kflags;
 	int64_t ts[2]; /* a timespec the kernel reads (a deadline, a timeout) */
 };
+
+/*
+ * Fill the request of @op (see the field map in opdef.c). Nothing else of
+ * the record needs initialising: weft__op_run and the backend set what they
+ * use, so an op costs no zeroing of its whole record.
+ */
+static inline void weft__op_init(struct weft__op *op, uint8_t code, int fd, uint64_t addr,
+				 uint32_t len, uint64_t off, uint32_t op_flags)
+{
+	op->code = code;
+	op->fd = fd;
+	op->len = len;
+	op->op_flags = op_flags;
+	op->addr = addr;
+	op->off = off;
+}
 
 /* Submit @op and park until it completes; its result, with -ETIMEDOUT and -ECANCELED mapped. */
 int weft__op_run(struct weft__op *op);
@@ -320,7 +345,7 @@ struct weft_loop {
 };
 
 /* The loop running on this thread (NULL outside weft_loop_run). */
-extern __thread struct weft_loop *weft__tls_loop;
+extern __thread struct weft_loop *weft__tls_loop __attribute__((tls_model("initial-exec")));
 
 static inline bool weft__op_supported(const struct weft_loop *l, unsigned code)
 {
@@ -363,6 +388,15 @@ static inline void weft__fiber_wake(struct weft_fiber *f, int res)
 	f->state = WEFT__FIBER_READY;
 	weft__runq_push(f->loop, f);
 }
+/* weft__op_complete's body, for a backend to inline (compare op->complete first). */
+static inline void weft__op_finish(struct weft__op *op, int res, uint32_t flags)
+{
+	op->res = res;
+	op->cflags = flags;
+	op->state = WEFT__OP_DONE;
+	weft__fiber_wake(op->fiber, 0);
+}
+
 /* A wait that a cancel or the deadline ends with -ECANCELED / -ETIMEDOUT. */
 extern struct weft__wait weft__wait_event;
 /* A wait that only its waker ends (a cancel only marks the fiber). */
@@ -429,5 +463,7 @@ struct weft__waiter *weft__waitq_pop(struct weft__waitq *q);
 /* Park on @q until completed; @handoff: only the waker ends the wait. */
 int weft__waitq_wait(struct weft__waitq *q, struct weft__waiter *w, bool handoff);
 void weft__waitq_complete(struct weft__waiter *w, int res);
+
+#pragma GCC visibility pop
 
 #endif

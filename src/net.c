@@ -32,21 +32,19 @@ static int check_sock_buf(const void *buf, size_t len)
 int weft_socket(int domain, int type, int protocol)
 {
 	/* The domain goes where the fd would: the op table says it is none. */
-	struct weft__op op = { .code = WEFT__OP_SOCKET,
-			       .fd = domain,
-			       .len = (uint32_t)protocol,
-			       .off = (uint64_t)(uint32_t)type };
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_SOCKET, domain, 0, (uint32_t)protocol, (uint64_t)(uint32_t)type,
+		      0);
 
 	return weft__op_run(&op);
 }
 
 int weft_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-	struct weft__op op = { .code = WEFT__OP_ACCEPT,
-			       .fd = fd,
-			       .addr = PTR(addr),
-			       .off = PTR(len),
-			       .op_flags = (uint32_t)flags };
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_ACCEPT, fd, PTR(addr), 0, PTR(len), (uint32_t)flags);
 
 	if ((addr && !len) || (flags & ~(SOCK_CLOEXEC | SOCK_NONBLOCK)))
 		return -EINVAL;
@@ -60,7 +58,9 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len)
 
 int weft_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
-	struct weft__op op = { .code = WEFT__OP_CONNECT, .fd = fd, .addr = PTR(addr), .off = len };
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_CONNECT, fd, PTR(addr), 0, len, 0);
 
 	return addr ? weft__op_run(&op) : -EINVAL;
 }
@@ -68,11 +68,10 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t len)
 /* A recv or send of at most XFER_MAX bytes. */
 static ssize_t xfer(uint8_t code, int fd, const void *buf, size_t len, int flags)
 {
-	struct weft__op op = { .code = code,
-			       .fd = fd,
-			       .addr = PTR(buf),
-			       .len = (uint32_t)(len > XFER_MAX ? XFER_MAX : len),
-			       .op_flags = (uint32_t)flags };
+	struct weft__op op;
+
+	weft__op_init(&op, code, fd, PTR(buf), (uint32_t)(len > XFER_MAX ? XFER_MAX : len), 0,
+		      (uint32_t)flags);
 	int rc = check_sock_buf(buf, len);
 
 	return rc < 0 ? rc : weft__op_run(&op);
@@ -109,9 +108,9 @@ ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags)
 /* A recvmsg or sendmsg. */
 static ssize_t xfer_msg(uint8_t code, int fd, const struct msghdr *msg, int flags)
 {
-	struct weft__op op = {
-		.code = code, .fd = fd, .addr = PTR(msg), .len = 1, .op_flags = (uint32_t)flags
-	};
+	struct weft__op op;
+
+	weft__op_init(&op, code, fd, PTR(msg), 1, 0, (uint32_t)flags);
 
 	return msg ? weft__op_run(&op) : -EINVAL;
 }
@@ -128,7 +127,9 @@ ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags)
 
 int weft_shutdown(int fd, int how)
 {
-	struct weft__op op = { .code = WEFT__OP_SHUTDOWN, .fd = fd, .len = (uint32_t)how };
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_SHUTDOWN, fd, 0, (uint32_t)how, 0, 0);
 
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
 		return -EINVAL;

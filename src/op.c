@@ -32,10 +32,7 @@ int weft__op_check(struct weft_fiber **self)
 
 void weft__op_complete(struct weft__op *op, int res, uint32_t flags)
 {
-	op->res = res;
-	op->cflags = flags;
-	op->state = WEFT__OP_DONE;
-	weft__fiber_wake(op->fiber, 0);
+	weft__op_finish(op, res, flags);
 }
 
 /* weft_cancel of a fiber parked on an op: ask the backend to end it early. */
@@ -68,7 +65,7 @@ int weft__op_run(struct weft__op *op)
 
 	if (WEFT__UNLIKELY(!self))
 		return -EPERM;
-	if (!def->must_run) {
+	if (!(def->flags & WEFT__OPD_MUST_RUN)) {
 		if (self->cancelled)
 			return -ECANCELED;
 		if (self->deadline != WEFT_FOREVER && weft_now() >= self->deadline)
@@ -76,12 +73,12 @@ int weft__op_run(struct weft__op *op)
 	}
 	if (WEFT__UNLIKELY(!weft__op_supported(l, op->code)))
 		return fallback(op, def);
-	if (def->closes)
+	if (def->flags & WEFT__OPD_CLOSES)
 		l->be->cancel_fd(l, op->fd);
 
-	op->deadline = def->deadline ? self->deadline : WEFT_FOREVER;
+	op->deadline = (def->flags & WEFT__OPD_DEADLINE) ? self->deadline : WEFT_FOREVER;
 	op->state = WEFT__OP_ARMED;
-	op->oflags = 0;
+	op->oflags = (def->flags & WEFT__OPD_FD) && op->fd >= 0 ? WEFT__OPF_HAS_FD : 0;
 	op->complete = weft__op_complete;
 	op->fiber = self;
 	op->wait.cancel = op_cancel;
@@ -173,7 +170,9 @@ void weft__op_mark_filled(const struct weft__op *op, int res)
 
 int weft_nop(void)
 {
-	struct weft__op op = { .code = WEFT__OP_NOP, .fd = -1 };
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_NOP, -1, 0, 0, 0, 0);
 
 	return weft__op_run(&op);
 }

@@ -38,7 +38,9 @@ void weft__timers_fire(struct weft_loop *l, int64_t now)
 /* One kernel timeout until @until; 0 when it expires. */
 static int sleep_kernel(int64_t until)
 {
-	struct weft__op op = { .code = WEFT__OP_TIMEOUT, .fd = -1, .off = (uint64_t)until };
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_TIMEOUT, -1, 0, 0, (uint64_t)until, 0);
 	int rc = weft__op_run(&op);
 
 	return rc == -ETIME ? 0 : rc;
