@@ -151,14 +151,21 @@ typedef struct weft_stats {
 	uint64_t spawned;      /* fibers spawned */
 	uint64_t timers_fired; /* sleeps and deadlines that expired in the timer heap */
 	uint64_t sq_full;     /* times an SQE was wanted with the SQ full (flushed, never failed) */
-	uint64_t cq_overflow; /* CQEs the kernel had to hold back because the CQ was full */
+	/*
+	 * Times the loop found the kernel holding completions back because the
+	 * CQ was full (IORING_SQ_CQ_OVERFLOW); the next enter flushes them, and
+	 * none is lost. A completion the kernel had to drop would leave its
+	 * fiber parked for ever, so weft aborts with a message instead.
+	 */
+	uint64_t cq_overflow;
 	uint64_t inflight;    /* SQEs whose final CQE has not been reaped yet */
 	uint64_t stacks;      /* stacks mapped (free and in use) */
 	uint64_t stacks_guarded; /* of those, with a guard page */
 	uint64_t stack_size;	 /* usable bytes per stack */
 	uint32_t ring_mode;	 /* enum weft_ring_mode in use */
 	uint32_t ring_flags;	 /* IORING_SETUP_* flags in use */
-	uint64_t reserved[8];
+	uint64_t timers;	 /* fibers parked with a deadline now (entries in the timer heap) */
+	uint64_t reserved[7];
 } weft_stats;
 
 /*

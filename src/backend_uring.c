@@ -681,6 +681,8 @@ static inline void dispatch(struct weft_loop *l, struct uring *u, uint64_t ud, i
 		WEFT__BUG(op->fiber, "a multishot CQE arrived; weft submits none");
 	switch (ud & UD_TAGS) {
 	case UD_OWN:
+		if (WEFT__UNLIKELY(op == &u->wake_op))
+			l->inflight++; /* it was never counted (see uring_tick) */
 		op->kres = res;
 		op->kflags = flags;
 		if (op->oflags & (WEFT__OPF_FD_TRACKED | WEFT__OPF_FD_UNTRACKED))
@@ -830,6 +832,12 @@ static int uring_tick(struct weft_loop *l, bool wait, int64_t deadline)
 		op->oflags = 0;
 		u->wake_armed = true;
 		prep(l, u, op);
+		/*
+		 * The wake poll does not keep the loop alive: it may stay armed
+		 * after the last remote work came back some other way (taken from
+		 * the inbox before the poll's CQE), with nobody left to write.
+		 */
+		l->inflight--;
 	}
 	if (WEFT__UNLIKELY(u->fatal))
 		return fail_all(l, u);

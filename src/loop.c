@@ -270,6 +270,7 @@ void weft_loop_stats(weft_loop *l, weft_stats *out)
 	out->inflight = l->inflight;
 	out->stacks = l->stacks.mapped;
 	out->stacks_guarded = l->stacks.guarded;
+	out->timers = l->timers.len;
 	l->be->stats(l, out);
 }
 

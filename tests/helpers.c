@@ -2,9 +2,13 @@
 #define _GNU_SOURCE
 #include "helpers.h"
 
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -84,4 +88,49 @@ int t_fork(void (*child)(void), char *err, size_t errlen)
 	close(pipefd[0]);
 	waitpid(pid, &status, 0);
 	return status;
+}
+
+size_t t_rss_bytes(void)
+{
+	unsigned long size = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+		resident = 0;
+	fclose(f);
+	return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+int t_seccomp_refuse(const int *nrs, int n, int err)
+{
+	struct sock_filter prog[2 + 2 * 16 + 1];
+	int k = 0;
+
+	if (n > 16)
+		return -EINVAL;
+	prog[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+						 offsetof(struct seccomp_data, nr));
+	for (int i = 0; i < n; i++) {
+		prog[k++] =
+		    (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nrs[i], 0, 1);
+		prog[k++] = (struct sock_filter)BPF_STMT(
+		    BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & 0xffff));
+	}
+	prog[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+
+	struct sock_fprog fp = { .len = (unsigned short)k, .filter = prog };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fp) != 0)
+		return -errno;
+	return 0;
+}
+
+int t_under_valgrind(void)
+{
+	const char *v = getenv("WEFT_TEST_VALGRIND");
+
+	return v && *v && strcmp(v, "0") != 0;
 }

@@ -29,4 +29,17 @@ int t_run(weft_fn fn, void *arg);
  */
 int t_fork(void (*child)(void), char *err, size_t errlen);
 
+/* The process's resident memory now, in bytes (/proc/self/statm). */
+size_t t_rss_bytes(void);
+
+/*
+ * Install a seccomp filter that makes the system calls @nrs (@n of them)
+ * fail with @err, as a container's profile does. It cannot be removed:
+ * call it in a forked child (t_fork). Return: 0, or -errno.
+ */
+int t_seccomp_refuse(const int *nrs, int n, int err);
+
+/* Whether the test runs under valgrind (meson's valgrind setup sets WEFT_TEST_VALGRIND). */
+int t_under_valgrind(void);
+
 #endif
