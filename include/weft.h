@@ -124,8 +124,9 @@ typedef struct weft_config {
 	 * that thread is awake; the loop still enters the kernel to wait.
 	 * The thread spins on a CPU of its own for sqpoll_idle_ms after the
 	 * last submission: on a machine with few CPUs it competes with the
-	 * loop. With SQPOLL the ring runs in WEFT_RING_COOP_TASKRUN or plain
-	 * mode (DEFER_TASKRUN cannot be combined with it). Default 0.
+	 * loop. With SQPOLL the ring runs in plain mode: the kernel refuses
+	 * DEFER_TASKRUN and COOP_TASKRUN beside it, so ring_mode must be
+	 * WEFT_RING_AUTO or WEFT_RING_PLAIN. Default 0.
 	 */
 	uint32_t flags;
 	/* WEFT_CONFIG_SQPOLL: idle time before the SQ thread sleeps. 0: 1000 ms. */
@@ -150,7 +151,7 @@ typedef struct weft_stats {
 	uint64_t fibers_peak;  /* most fibers alive at once */
 	uint64_t spawned;      /* fibers spawned */
 	uint64_t timers_fired; /* sleeps and deadlines that expired in the timer heap */
-	uint64_t sq_full;     /* times an SQE was wanted with the SQ full (flushed, never failed) */
+	uint64_t sq_full; /* times an SQE was wanted with the SQ full (flushed, never failed) */
 	/*
 	 * Times the loop found the kernel holding completions back because the
 	 * CQ was full (IORING_SQ_CQ_OVERFLOW); the next enter flushes them, and
@@ -158,8 +159,8 @@ typedef struct weft_stats {
 	 * fiber parked for ever, so weft aborts with a message instead.
 	 */
 	uint64_t cq_overflow;
-	uint64_t inflight;    /* SQEs whose final CQE has not been reaped yet */
-	uint64_t stacks;      /* stacks mapped (free and in use) */
+	uint64_t inflight;	 /* SQEs whose final CQE has not been reaped yet */
+	uint64_t stacks;	 /* stacks mapped (free and in use) */
 	uint64_t stacks_guarded; /* of those, with a guard page */
 	uint64_t stack_size;	 /* usable bytes per stack */
 	uint32_t ring_mode;	 /* enum weft_ring_mode in use */
@@ -544,7 +545,12 @@ void weft_chan_destroy(weft_chan *ch);
 int weft_mutex_create(weft_mutex **out);
 /* Return: 0; -EDEADLK if the caller holds it; -ETIMEDOUT; -ECANCELED; -EPERM. */
 int weft_mutex_lock(weft_mutex *m);
-/* Return: 0; -EBUSY if held. Works outside fibers too. */
+/*
+ * Take @m if it is free, never parking.
+ * Context: fiber (the owner is a fiber).
+ * Return: 0; -EBUSY if another fiber holds it; -EDEADLK if the caller does;
+ * -EINVAL for NULL; -EPERM outside a fiber.
+ */
 int weft_mutex_trylock(weft_mutex *m);
 /* Release; a fiber that does not hold @m aborts with a message (a broken invariant). */
 void weft_mutex_unlock(weft_mutex *m);

@@ -855,6 +855,18 @@ static int uring_tick(struct weft_loop *l, bool wait, int64_t deadline)
 		l->stats.cq_overflow++;
 	if (io_uring_cq_ready(r) > 0)
 		wait_nr = 0; /* completions are already here: take them now */
+	if (WEFT__UNLIKELY(u->valgrind) && l->remote_expected) {
+		/*
+		 * valgrind runs one thread at a time and does not know that a
+		 * thread in io_uring_enter is blocked (liburing#657): a worker
+		 * would never get to finish the job the loop waits for. Wait
+		 * in slices of 1 ms instead.
+		 */
+		int64_t slice = weft__clock_now() + WEFT_MSEC;
+
+		if (deadline == WEFT_FOREVER || deadline > slice)
+			deadline = slice;
+	}
 	if (wait_nr && deadline != WEFT_FOREVER) {
 		int64_t left = deadline - weft__clock_now();
 

@@ -25,6 +25,7 @@
 #include "sanitize.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -183,8 +184,6 @@ static inline void weft__op_init(struct weft__op *op, uint8_t code, int fd, uint
 int weft__op_run(struct weft__op *op);
 /* The default completion: store the result, wake op->fiber. */
 void weft__op_complete(struct weft__op *op, int res, uint32_t flags);
-/* The checks every blocking call makes: 0 with *@self, or -EPERM, -ECANCELED, -ETIMEDOUT. */
-int weft__op_check(struct weft_fiber **self);
 /* Mark what the kernel wrote for @op defined (valgrind; a no-op otherwise). */
 void weft__op_mark_filled(const struct weft__op *op, int res);
 
@@ -444,8 +443,22 @@ static inline int64_t weft__timers_next(const struct weft_loop *l)
 
 /* offload.c */
 void weft__offload_fini(struct weft_loop *l);
-/* Run @op's system call (its op table fallback) on an offload worker. */
-long weft__offload_op(const struct weft__op *op);
+
+/* The checks every blocking call makes: 0 with *@self, or -EPERM, -ECANCELED, -ETIMEDOUT. */
+static inline int weft__op_check(struct weft_fiber **self)
+{
+	struct weft_loop *l = weft__tls_loop;
+	struct weft_fiber *f = l ? l->cur : NULL;
+
+	if (!f)
+		return -EPERM;
+	if (f->cancelled)
+		return -ECANCELED;
+	if (f->deadline != WEFT_FOREVER && l->be->now(l) >= f->deadline)
+		return -ETIMEDOUT;
+	*self = f;
+	return 0;
+}
 
 /* sync.c, chan.c: a fiber parked on a wait queue */
 struct weft__waiter {

@@ -86,7 +86,8 @@ static int check_config(weft_config *c)
 	if (c->offload_threads == 0 || c->offload_threads > 1024 || c->reserved32)
 		return -EINVAL;
 	if ((c->flags & ~WEFT_CONFIG_SQPOLL) ||
-	    ((c->flags & WEFT_CONFIG_SQPOLL) && c->ring_mode == WEFT_RING_DEFER_TASKRUN))
+	    ((c->flags & WEFT_CONFIG_SQPOLL) &&
+	     (c->ring_mode == WEFT_RING_DEFER_TASKRUN || c->ring_mode == WEFT_RING_COOP_TASKRUN)))
 		return -EINVAL;
 	if (c->sqpoll_idle_ms == 0)
 		c->sqpoll_idle_ms = 1000;

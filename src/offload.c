@@ -179,25 +179,3 @@ void weft__offload_fini(struct weft_loop *l)
 	free(p);
 	l->offload = NULL;
 }
-
-struct sys_call {
-	const struct weft__op *op;
-	long ret;
-};
-
-static int run_sys(void *arg)
-{
-	struct sys_call *c = arg;
-	long r = weft__opdefs[c->op->code].sys(c->op);
-
-	c->ret = r < 0 ? -errno : r;
-	return 0;
-}
-
-long weft__offload_op(const struct weft__op *op)
-{
-	struct sys_call c = { .op = op };
-	int rc = weft_offload(run_sys, &c, NULL);
-
-	return rc < 0 ? rc : c.ret;
-}

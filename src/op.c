@@ -15,21 +15,6 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 
-int weft__op_check(struct weft_fiber **self)
-{
-	struct weft_loop *l = weft__tls_loop;
-	struct weft_fiber *f = l ? l->cur : NULL;
-
-	if (!f)
-		return -EPERM;
-	if (f->cancelled)
-		return -ECANCELED;
-	if (f->deadline != WEFT_FOREVER && weft_now() >= f->deadline)
-		return -ETIMEDOUT;
-	*self = f;
-	return 0;
-}
-
 void weft__op_complete(struct weft__op *op, int res, uint32_t flags)
 {
 	weft__op_finish(op, res, flags);
@@ -44,6 +29,21 @@ static void op_cancel(struct weft_fiber *f, struct weft__wait *w)
 		f->loop->be->cancel(f->loop, op);
 }
 
+/* An op's system call, made on an offload worker. */
+struct sys_call {
+	const struct weft__op *op;
+	long ret;
+};
+
+static int run_sys(void *arg)
+{
+	struct sys_call *c = arg;
+	long r = weft__opdefs[c->op->code].sys(c->op);
+
+	c->ret = r < 0 ? -errno : r;
+	return 0;
+}
+
 /* The backend lacks the opcode: the op table's fallback, or -EOPNOTSUPP. */
 static int fallback(const struct weft__op *op, const struct weft__opdef *def)
 {
@@ -54,7 +54,11 @@ static int fallback(const struct weft__op *op, const struct weft__opdef *def)
 
 		return r < 0 ? -errno : (int)r;
 	}
-	return (int)weft__offload_op(op);
+
+	struct sys_call c = { .op = op };
+	int rc = weft_offload(run_sys, &c, NULL);
+
+	return rc < 0 ? rc : (int)c.ret;
 }
 
 int weft__op_run(struct weft__op *op)
@@ -68,7 +72,7 @@ int weft__op_run(struct weft__op *op)
 	if (!(def->flags & WEFT__OPD_MUST_RUN)) {
 		if (self->cancelled)
 			return -ECANCELED;
-		if (self->deadline != WEFT_FOREVER && weft_now() >= self->deadline)
+		if (self->deadline != WEFT_FOREVER && l->be->now(l) >= self->deadline)
 			return -ETIMEDOUT;
 	}
 	if (WEFT__UNLIKELY(!weft__op_supported(l, op->code)))

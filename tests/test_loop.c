@@ -417,8 +417,8 @@ static void test_sqpoll_submits_without_entering(void **state)
 
 		weft_config_init(&cfg);
 		cfg.flags = sqpoll ? WEFT_CONFIG_SQPOLL : 0;
-		if (!sqpoll)
-			cfg.ring_mode = WEFT_RING_COOP_TASKRUN;
+		/* SQPOLL rings run plain; without it, COOP enters once per round. */
+		cfg.ring_mode = sqpoll ? WEFT_RING_AUTO : WEFT_RING_COOP_TASKRUN;
 
 		int rc = t_run_cfg(&cfg, nops_beside_a_busy_fiber, &s, &st);
 

@@ -595,11 +595,22 @@ static int offmany_main(void *arg)
 
 static void test_offload_many_in_flight_bounded_by_pool(void **state)
 {
-	struct offmany *m = calloc(1, sizeof(*m));
+	struct offmany *m;
 	weft_config cfg;
 	weft_stats st;
 
 	(void)state;
+	if (t_under_valgrind()) {
+		/*
+		 * valgrind runs one thread at a time and cannot tell that a
+		 * thread in io_uring_enter is blocked (liburing#657); the loop
+		 * then waits in 1 ms slices so that workers get to run, which
+		 * is enough for a few jobs but not for 200 within the limit.
+		 */
+		print_message("under valgrind, 200 offloaded jobs do not finish in time\n");
+		skip();
+	}
+	m = calloc(1, sizeof(*m));
 	for (int i = 0; i < NOFF; i++) {
 		m->o[i].v = i;
 		m->calls[i] = (weft_call){ offload_one, &m->o[i], 0 };
