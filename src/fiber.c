@@ -130,20 +130,6 @@ void weft__fiber_run_round(struct weft_loop *l)
 	jump(l, NULL, runq_pop(l));
 }
 
-int weft__fiber_park(struct weft_loop *l, struct weft_fiber *self, struct weft__wait *w,
-		     int64_t deadline)
-{
-	assert(self == l->cur && self->state == WEFT__FIBER_RUNNING);
-	if (deadline != WEFT_FOREVER)
-		weft__heap_add(&l->timers, self, deadline); /* room reserved at spawn */
-	self->state = WEFT__FIBER_PARKED;
-	self->wait = w;
-	self->wake_res = 0;
-	weft__fiber_schedule(l, self);
-	self->wait = NULL;
-	return self->wake_res;
-}
-
 static void fiber_exit(struct weft_loop *l, struct weft_fiber *f, int result)
 {
 	f->result = result;

@@ -402,10 +402,22 @@ extern struct weft__wait weft__wait_event;
 extern struct weft__wait weft__wait_handoff;
 /*
  * Park @self on @w until a wake. With a @deadline, the timer heap wakes it
- * with -ETIMEDOUT then. Returns the waker's result.
+ * with -ETIMEDOUT then (its entry was reserved at spawn). Returns the
+ * waker's result. Inline: it is on every operation's path.
  */
-int weft__fiber_park(struct weft_loop *l, struct weft_fiber *self, struct weft__wait *w,
-		     int64_t deadline);
+static inline int weft__fiber_park(struct weft_loop *l, struct weft_fiber *self,
+				   struct weft__wait *w, int64_t deadline)
+{
+	assert(self == l->cur && self->state == WEFT__FIBER_RUNNING);
+	if (deadline != WEFT_FOREVER)
+		weft__heap_add(&l->timers, self, deadline);
+	self->state = WEFT__FIBER_PARKED;
+	self->wait = w;
+	self->wake_res = 0;
+	weft__fiber_schedule(l, self);
+	self->wait = NULL;
+	return self->wake_res;
+}
 /*
  * Spawn a fiber running @fn. With @blk, @blk_len bytes are copied to the
  * top of the new fiber's stack and @fn gets that copy as its argument (it
