@@ -30,8 +30,6 @@ _Static_assert(_Alignof(struct weft__op) >= 4, "two low bits of an op's address 
 #ifndef IORING_SETUP_DEFER_TASKRUN
 #define IORING_SETUP_DEFER_TASKRUN (1U << 13) /* Linux 6.1 */
 #endif
-/* Linux 6.9; liburing 2.3 has neither the constant nor a helper. */
-#define URING_OP_FTRUNCATE 55
 
 /* Which of an op's SQEs a CQE answers: the low bits of user_data. */
 #define UD_OWN 0u
@@ -40,35 +38,6 @@ _Static_assert(_Alignof(struct weft__op) >= 4, "two low bits of an op's address 
 #define UD_TAGS 3u
 /* user_data of a cancel by fd, whose answer nobody waits for. */
 #define UD_IGNORE ((uint64_t)0)
-
-/* The kernel opcode of each weft operation. */
-static const uint8_t uring_op[] = {
-	[WEFT__OP_NOP] = IORING_OP_NOP,
-	[WEFT__OP_READ] = IORING_OP_READ,
-	[WEFT__OP_WRITE] = IORING_OP_WRITE,
-	[WEFT__OP_READV] = IORING_OP_READV,
-	[WEFT__OP_WRITEV] = IORING_OP_WRITEV,
-	[WEFT__OP_FSYNC] = IORING_OP_FSYNC,
-	[WEFT__OP_CLOSE] = IORING_OP_CLOSE,
-	[WEFT__OP_OPENAT] = IORING_OP_OPENAT,
-	[WEFT__OP_STATX] = IORING_OP_STATX,
-	[WEFT__OP_UNLINKAT] = IORING_OP_UNLINKAT,
-	[WEFT__OP_RENAMEAT] = IORING_OP_RENAMEAT,
-	[WEFT__OP_MKDIRAT] = IORING_OP_MKDIRAT,
-	[WEFT__OP_FALLOCATE] = IORING_OP_FALLOCATE,
-	[WEFT__OP_FTRUNCATE] = URING_OP_FTRUNCATE,
-	[WEFT__OP_SOCKET] = IORING_OP_SOCKET,
-	[WEFT__OP_ACCEPT] = IORING_OP_ACCEPT,
-	[WEFT__OP_CONNECT] = IORING_OP_CONNECT,
-	[WEFT__OP_RECV] = IORING_OP_RECV,
-	[WEFT__OP_SEND] = IORING_OP_SEND,
-	[WEFT__OP_RECVMSG] = IORING_OP_RECVMSG,
-	[WEFT__OP_SENDMSG] = IORING_OP_SENDMSG,
-	[WEFT__OP_SHUTDOWN] = IORING_OP_SHUTDOWN,
-	[WEFT__OP_TIMEOUT] = IORING_OP_TIMEOUT,
-	[WEFT__OP_POLL] = IORING_OP_POLL_ADD,
-};
-_Static_assert(sizeof(uring_op) == WEFT__OP_COUNT, "every weft opcode has a kernel opcode");
 
 /* The ops pending on one fd: a ring through op->fdlink, found from here. */
 struct fdslot {
@@ -209,7 +178,7 @@ static void probe_ops(struct weft_loop *l, struct uring *u)
 	}
 	l->ops = 0;
 	for (unsigned c = 0; c < WEFT__OP_COUNT; c++) {
-		unsigned k = uring_op[c];
+		unsigned k = weft__opdefs[c].uring_op;
 
 		assert(c == WEFT__OP_NOP || k != IORING_OP_NOP);
 		if (u->probe[k / 64] >> (k % 64) & 1)
@@ -555,8 +524,8 @@ static void prep(struct weft_loop *l, struct uring *u, struct weft__op *op)
 		return;
 	}
 
-	struct io_uring_sqe *sqe = sqe_put(l, u, uring_op[op->code], op->fd, op->addr, op->len,
-					   op->off, op->op_flags, ud | UD_OWN);
+	struct io_uring_sqe *sqe = sqe_put(l, u, weft__opdefs[op->code].uring_op, op->fd, op->addr,
+					   op->len, op->off, op->op_flags, ud | UD_OWN);
 
 	op->due = 1;
 	if (op->code == WEFT__OP_TIMEOUT) {
@@ -603,8 +572,8 @@ static void uring_submit(struct weft_loop *l, struct weft__op *op)
 		submit_slow(l, u, op);
 		return;
 	}
-	sqe_put(l, u, uring_op[op->code], op->fd, op->addr, op->len, op->off, op->op_flags,
-		(uint64_t)(uintptr_t)op | UD_OWN);
+	sqe_put(l, u, weft__opdefs[op->code].uring_op, op->fd, op->addr, op->len, op->off,
+		op->op_flags, (uint64_t)(uintptr_t)op | UD_OWN);
 	op->due = 1;
 }
 

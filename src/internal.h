@@ -91,8 +91,9 @@ struct weft__op;
 /* One row of the op table: what every backend and op.c need to know. */
 struct weft__opdef {
 	const char *name;
-	uint8_t flags; /* WEFT__OPD_* */
-	uint8_t fill;  /* enum weft__fill */
+	uint8_t flags;	  /* WEFT__OPD_* */
+	uint8_t fill;	  /* enum weft__fill */
+	uint8_t uring_op; /* the io_uring backend's IORING_OP_* for it */
 	/*
 	 * Where a backend lacks the opcode: the system call made with the
 	 * record's fields (result or -errno), on the loop's thread when
