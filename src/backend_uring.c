@@ -47,6 +47,8 @@ struct fdslot {
 
 struct uring {
 	struct io_uring ring;
+	uint32_t mode;	   /* enum weft_ring_mode it was set up in */
+	uint32_t flags;	   /* IORING_SETUP_* it was set up with */
 	uint64_t probe[2]; /* IORING_OP_* this kernel has, a bit each */
 	bool sqpoll;
 	bool defer;
@@ -136,8 +138,8 @@ static int setup_ring(struct weft_loop *l, struct uring *u)
 		}
 		rc = try_setup(l, u, flags);
 		if (rc == 0) {
-			l->stats.ring_mode = modes[i].mode;
-			l->stats.ring_flags = flags;
+			u->mode = modes[i].mode;
+			u->flags = flags;
 			return 0;
 		}
 		if (rc != -EINVAL)
@@ -207,8 +209,8 @@ static int uring_setup(struct weft_loop *l)
 		weft__loop_note_failure("io_uring_setup", rc);
 		goto fail;
 	}
-	u->sqpoll = l->stats.ring_flags & IORING_SETUP_SQPOLL;
-	u->defer = l->stats.ring_flags & IORING_SETUP_DEFER_TASKRUN;
+	u->sqpoll = u->flags & IORING_SETUP_SQPOLL;
+	u->defer = u->flags & IORING_SETUP_DEFER_TASKRUN;
 	probe_ops(l, u);
 	if (l->cfg.iowq_bounded || l->cfg.iowq_unbounded) {
 		unsigned vals[2] = { l->cfg.iowq_bounded, l->cfg.iowq_unbounded };
@@ -889,8 +891,8 @@ static int64_t uring_now(struct weft_loop *l)
 
 static void uring_stats(struct weft_loop *l, weft_stats *out)
 {
-	(void)l;
-	(void)out;
+	out->ring_mode = U(l)->mode;
+	out->ring_flags = U(l)->flags;
 }
 
 const struct weft__backend weft__backend_uring = {
