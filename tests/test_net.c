@@ -525,6 +525,61 @@ static void test_close_cancels_operations_pending_on_the_fd(void **state)
 	assert_int_equal(c.accept_side.rc, -ECANCELED);
 }
 
+/*
+ * Several fibers parked on one fd, and others on a second: closing the
+ * first ends exactly its eight (whichever of them the loop tracks as the
+ * fd's first), and the other eight still get their bytes.
+ */
+struct manyonfd {
+	struct blocked a[8], b[8];
+	int close_rc;
+	int sent;
+};
+
+static int many_on_fd_main(void *arg)
+{
+	struct manyonfd *c = arg;
+	int s1[2], s2[2];
+	weft_fiber *fa[8], *fb[8];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s1) < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s2) < 0)
+		return -errno;
+	for (int i = 0; i < 8; i++) {
+		c->a[i] = (struct blocked){ .fd = s1[0] };
+		c->b[i] = (struct blocked){ .fd = s2[0] };
+		weft_spawn(NULL, block_on, &c->a[i], &fa[i]);
+		weft_spawn(NULL, block_on, &c->b[i], &fb[i]);
+	}
+	weft_sleep(5 * WEFT_MSEC); /* all sixteen are parked in the kernel */
+	c->close_rc = weft_close(s1[0]);
+	for (int i = 0; i < 8; i++)
+		weft_join(fa[i], NULL);
+	for (int i = 0; i < 8; i++) /* one byte each: block_on reads one */
+		c->sent += (int)send(s2[1], "x", 1, 0);
+	for (int i = 0; i < 8; i++)
+		weft_join(fb[i], NULL);
+	close(s1[1]);
+	close(s2[0]);
+	close(s2[1]);
+	return 0;
+}
+
+static void test_close_ends_every_op_on_its_fd_and_no_other(void **state)
+{
+	struct manyonfd c;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(t_run(many_on_fd_main, &c), 0);
+	assert_int_equal(c.close_rc, 0);
+	assert_int_equal(c.sent, 8);
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(c.a[i].rc, -ECANCELED);
+		assert_int_equal(c.b[i].rc, 1);
+	}
+}
+
 /* ---- recv that completes anyway: bytes are returned, the rest stays ---- */
 
 struct race {
@@ -694,6 +749,7 @@ int main(void)
 		cmocka_unit_test(test_peer_hangup_and_bad_fds),
 		cmocka_unit_test(test_accept_and_recv_past_deadline_and_cancelled),
 		cmocka_unit_test(test_close_cancels_operations_pending_on_the_fd),
+		cmocka_unit_test(test_close_ends_every_op_on_its_fd_and_no_other),
 		cmocka_unit_test(test_recv_that_completes_anyway_loses_nothing),
 		cmocka_unit_test(test_accept_that_completes_anyway_returns_its_socket),
 	};
