@@ -186,9 +186,12 @@ void weft_config_init(weft_config *cfg);
  * kernel.io_uring_disabled sysctl, or a seccomp or LSM policy), -ENOMEM
  * (RLIMIT_MEMLOCK on kernels before 5.12). weft_loop_explain() turns these
  * into a sentence for a person.
- * Environment: WEFT_RING_MODE (see weft_config_init); WEFT_DISABLE_OPS, a
- * comma-separated list of IORING_OP_* numbers to treat as missing, so the
- * fallbacks run instead (a work-around for a kernel bug in one opcode).
+ * Environment: WEFT_RING_MODE (auto, defer, coop, plain) and WEFT_SQPOLL (0,
+ * 1), read by weft_config_init; WEFT_DISABLE_OPS, a comma-separated list of
+ * IORING_OP_* numbers to treat as missing, so the fallbacks run instead (a
+ * work-around for a kernel bug in one opcode). A value other than these
+ * makes weft_loop_create fail with -EINVAL, and weft_loop_explain then names
+ * the variable and what it takes.
  */
 int weft_loop_create(weft_loop **loop, const weft_config *cfg);
 
@@ -225,8 +228,11 @@ weft_loop *weft_loop_current(void);
 /*
  * One sentence for a person: what a weft_loop_create() error means on this
  * machine and how to fix it. Reads /proc/sys/kernel/io_uring_disabled to tell
- * the causes of -EPERM apart.
- * Context: any thread. Return: a static string, never NULL.
+ * the causes of -EPERM apart. When the error came from this thread's last
+ * weft_loop_create (a misspelt environment variable) or weft_loop_run (the
+ * kernel refused io_uring_enter), the sentence names that cause.
+ * Context: any thread. Return: a string owned by weft, never NULL, valid
+ * until the thread's next weft_loop_create.
  */
 const char *weft_loop_explain(int err);
 

@@ -97,10 +97,80 @@ static int check_config(weft_config *c)
 	return 0;
 }
 
+/* This thread's last refused system call or setting, for weft_loop_explain. */
+static __thread const char *failed_call;
+static __thread int failed_err;
+static __thread char env_sentence[200];
+
+void weft__loop_note_failure(const char *syscall_name, int err)
+{
+	failed_call = syscall_name;
+	failed_err = err;
+}
+
+static int env_refused(const char *name, const char *value, const char *accepted)
+{
+	snprintf(env_sentence, sizeof(env_sentence),
+		 "the environment variable %s=%.40s is not understood: it takes %s; fix or "
+		 "unset it.",
+		 name, value, accepted);
+	weft__loop_note_failure(name, -EINVAL);
+	return -EINVAL;
+}
+
+static bool is_one_of(const char *s, const char *const *words)
+{
+	for (; *words; words++)
+		if (!strcmp(s, *words))
+			return true;
+	return false;
+}
+
+/* A comma-separated list of numbers below 256. */
+static bool is_op_list(const char *s)
+{
+	while (*s) {
+		char *end;
+		unsigned long v = strtoul(s, &end, 10);
+
+		if (end == s || v > 255 || (*end != ',' && *end != '\0'))
+			return false;
+		s = *end == ',' ? end + 1 : end;
+	}
+	return true;
+}
+
+/*
+ * The environment variables weft reads (WEFT_RING_MODE, WEFT_SQPOLL,
+ * WEFT_DISABLE_OPS): a value weft does not understand is refused rather
+ * than ignored, so that a typo does not silently change nothing.
+ */
+static int check_env(void)
+{
+	static const char *const modes[] = { "auto", "defer", "coop", "plain", NULL };
+	static const char *const flag[] = { "0", "1", NULL };
+	const char *s;
+
+	if ((s = getenv("WEFT_RING_MODE")) && *s && !is_one_of(s, modes))
+		return env_refused("WEFT_RING_MODE", s, "auto, defer, coop or plain");
+	if ((s = getenv("WEFT_SQPOLL")) && *s && !is_one_of(s, flag))
+		return env_refused("WEFT_SQPOLL", s, "0 or 1");
+	if ((s = getenv("WEFT_DISABLE_OPS")) && !is_op_list(s))
+		return env_refused("WEFT_DISABLE_OPS", s,
+				   "IORING_OP_* numbers separated by commas (e.g. 55,37)");
+	return 0;
+}
+
 int weft_loop_create(weft_loop **out, const weft_config *cfg)
 {
 	if (!out)
 		return -EINVAL;
+	weft__loop_note_failure(NULL, 0);
+
+	int env = check_env();
+
+	if (env < 0)
+		return env;
 
 	struct weft_loop *l = calloc(1, sizeof(*l));
 
@@ -320,18 +390,10 @@ static int read_sysctl(const char *path)
 	return n > 0 ? atoi(buf) : -1;
 }
 
-/* This thread's last refused system call, for weft_loop_explain. */
-static __thread const char *failed_call;
-static __thread int failed_err;
-
-void weft__loop_note_failure(const char *syscall_name, int err)
-{
-	failed_call = syscall_name;
-	failed_err = err;
-}
-
 const char *weft_loop_explain(int err)
 {
+	if (err < 0 && err == failed_err && failed_call && !strncmp(failed_call, "WEFT_", 5))
+		return env_sentence;
 	if (err < 0 && err == failed_err && failed_call && !strcmp(failed_call, "io_uring_enter")) {
 		switch (err) {
 		case -EPERM:

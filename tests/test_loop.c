@@ -459,9 +459,65 @@ static void test_version_matches_header(void **state)
 	assert_string_equal(weft_version(), want);
 }
 
+/* A misspelt environment variable is refused, with a sentence that names it. */
+static void test_misspelt_environment_is_refused_with_a_sentence(void **state)
+{
+	static const char *const cases[][3] = {
+		{ "WEFT_RING_MODE", "bogus", "auto, defer, coop or plain" },
+		{ "WEFT_SQPOLL", "yes", "0 or 1" },
+		{ "WEFT_DISABLE_OPS", "abc", "IORING_OP_*" },
+		{ "WEFT_DISABLE_OPS", "55;37", "IORING_OP_*" },
+	};
+	const char *mode = getenv("WEFT_RING_MODE");
+	char *saved = mode ? strdup(mode) : NULL;
+	const char *sq = getenv("WEFT_SQPOLL");
+	char *saved_sq = sq ? strdup(sq) : NULL;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		weft_loop *l = NULL;
+
+		unsetenv("WEFT_RING_MODE");
+		unsetenv("WEFT_SQPOLL");
+		setenv(cases[i][0], cases[i][1], 1);
+
+		int rc = weft_loop_create(&l, NULL);
+		const char *why = weft_loop_explain(rc);
+
+		unsetenv(cases[i][0]);
+		print_message("%s=%s: %s\n", cases[i][0], cases[i][1], why);
+		assert_int_equal(rc, -EINVAL);
+		assert_null(l);
+		assert_non_null(strstr(why, cases[i][0]));
+		assert_non_null(strstr(why, cases[i][2]));
+	}
+	/* Accepted values still work, and a later error gets its own sentence. */
+	setenv("WEFT_DISABLE_OPS", "55,37", 1);
+
+	weft_loop *l = NULL;
+
+	assert_int_equal(weft_loop_create(&l, NULL), 0);
+	weft_loop_destroy(l);
+	unsetenv("WEFT_DISABLE_OPS");
+
+	weft_config cfg;
+
+	weft_config_init(&cfg);
+	cfg.sq_entries = 3;
+	assert_int_equal(weft_loop_create(&l, &cfg), -EINVAL);
+	assert_null(strstr(weft_loop_explain(-EINVAL), "not understood"));
+	if (saved)
+		setenv("WEFT_RING_MODE", saved, 1);
+	if (saved_sq)
+		setenv("WEFT_SQPOLL", saved_sq, 1);
+	free(saved);
+	free(saved_sq);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_misspelt_environment_is_refused_with_a_sentence),
 		cmocka_unit_test(test_create_destroy_without_fibers),
 		cmocka_unit_test(test_create_rejects_bad_config),
 		cmocka_unit_test(test_run_one_fiber),
