@@ -222,8 +222,8 @@ int main(int argc, char **argv)
 
 	close(s.sfd);
 	if (rc < 0) {
-		if (rc == -ENOSYS || rc == -EPERM)
-			fprintf(stderr, "http_server: %s\n", weft_loop_explain(rc));
+		/* A set-up error (any errno) gets its fix; the server's own, a plain sentence. */
+		fprintf(stderr, "http_server: %s\n", weft_loop_explain(rc));
 		return 1;
 	}
 	return 0;

@@ -28,6 +28,7 @@ struct copy {
 	int64_t size;
 	int64_t next; /* next offset to take; fibers share it without locks (one thread) */
 	const char *what;
+	int started; /* amain ran: an error is the copy's, not weft's set-up */
 };
 
 static int worker(void *arg)
@@ -75,6 +76,7 @@ static int amain(void *arg)
 	weft_call calls[WORKERS];
 	int rc;
 
+	c->started = 1;
 	c->in = weft_open(c->src, O_RDONLY | O_CLOEXEC, 0);
 	if (c->in < 0) {
 		c->what = "open source";
@@ -140,7 +142,7 @@ int main(int argc, char **argv)
 	int rc = weft_main(amain, &c);
 
 	if (rc < 0) {
-		if (rc == -ENOSYS || (rc == -EPERM && !c.in && !c.out))
+		if (!c.started) /* the loop could not be set up */
 			fprintf(stderr, "weft_cp: %s\n", weft_loop_explain(rc));
 		else
 			fprintf(stderr, "weft_cp: %s: %s\n", c.what, strerror(-rc));

@@ -101,6 +101,7 @@ static int check_config(weft_config *c)
 static __thread const char *failed_call;
 static __thread int failed_err;
 static __thread char env_sentence[200];
+static __thread char plain_sentence[200];
 
 void weft__loop_note_failure(const char *syscall_name, int err)
 {
@@ -174,8 +175,10 @@ int weft_loop_create(weft_loop **out, const weft_config *cfg)
 
 	struct weft_loop *l = calloc(1, sizeof(*l));
 
-	if (!l)
+	if (!l) {
+		weft__loop_note_failure("malloc", -ENOMEM);
 		return -ENOMEM;
+	}
 	if (cfg)
 		l->cfg = *cfg;
 	else
@@ -183,13 +186,18 @@ int weft_loop_create(weft_loop **out, const weft_config *cfg)
 
 	int rc = check_config(&l->cfg);
 
-	if (rc < 0)
+	if (rc < 0) {
+		weft__loop_note_failure("weft_config", rc);
 		goto out_free;
+	}
 	weft__list_init(&l->all);
 	l->be = &weft__backend_uring;
 	rc = l->be->setup(l);
-	if (rc < 0)
+	if (rc < 0) {
+		if (failed_err != rc)
+			weft__loop_note_failure("io_uring_setup", rc);
 		goto out_free;
+	}
 	weft__stacks_init(&l->stacks, &l->cfg);
 	l->stats.stack_size = l->stacks.slot;
 	weft__stack_segv_install();
@@ -408,9 +416,25 @@ const char *weft_loop_explain(int err)
 			       "stopped; see io_uring_enter(2).";
 		}
 	}
-	switch (err) {
-	case 0:
+	if (err == 0)
 		return "io_uring is usable.";
+	if (err != failed_err || !failed_call) {
+		/*
+		 * Not an error of this thread's last weft_loop_create or
+		 * weft_loop_run: weft_main hands back the fiber's own result
+		 * the same way, and it must not read as a set-up failure.
+		 */
+		const char *what = err < 0 ? strerrordesc_np(-err) : NULL;
+
+		snprintf(plain_sentence, sizeof(plain_sentence),
+			 "%s (error %d): not an error of setting up weft's loop, but of the "
+			 "program's own work.",
+			 what ? what : "unknown error", err);
+		return plain_sentence;
+	}
+	if (err == -ENOMEM && !strcmp(failed_call, "malloc"))
+		return "out of memory while setting up weft's loop.";
+	switch (err) {
 	case -ENOSYS:
 		return "io_uring is not available: the kernel lacks it (CONFIG_IO_URING, or older "
 		       "than 5.11) or a seccomp profile hides it (Docker 25+ and Kubernetes "

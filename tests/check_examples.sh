@@ -43,6 +43,12 @@ exec 3>&-
 "$ex/http_server" 0 127.0.0.1 2>"$tmp/http.err" &
 pid=$!
 port=$(port_of "$tmp/http.err") || fail "http_server did not start: $(cat "$tmp/http.err")"
+
+# A second server on the same port fails with the server's own error, said
+# plainly, never as an io_uring set-up problem.
+"$ex/http_server" "$port" 127.0.0.1 2>"$tmp/busy.err" && fail "a second http_server on port $port started"
+grep -q "Address already in use" "$tmp/busy.err" || fail "busy port: $(cat "$tmp/busy.err")"
+grep -q "io_uring" "$tmp/busy.err" && fail "busy port blamed io_uring: $(cat "$tmp/busy.err")"
 exec 3<>"/dev/tcp/127.0.0.1/$port"
 printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3
 timeout 5 cat <&3 >"$tmp/resp" || fail "http_server did not close after Connection: close"

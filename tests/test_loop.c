@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static void test_create_destroy_without_fibers(void **state)
 {
@@ -440,12 +443,60 @@ static void test_sqpoll_submits_without_entering(void **state)
 	}
 }
 
+/* In a child: io_uring_setup refused with the errno in explain_err, as a container does. */
+static int explain_err;
+
+static void refuse_setup_and_explain(void)
+{
+	int nrs[] = { __NR_io_uring_setup };
+	weft_loop *l;
+
+	if (t_seccomp_refuse(nrs, 1, explain_err) < 0)
+		_exit(3);
+
+	int rc = weft_loop_create(&l, NULL);
+
+	fprintf(stderr, "create=%d: %s\n", rc, weft_loop_explain(rc));
+	_exit(rc == -explain_err ? 0 : 1);
+}
+
+static int fiber_fails_eperm(void *arg)
+{
+	(void)arg;
+	return -EPERM; /* the program's own error, not weft's set-up */
+}
+
 static void test_explain_names_the_fix(void **state)
 {
+	static const struct {
+		int err;
+		const char *says;
+	} cases[] = {
+		{ ENOSYS, "seccomp" },
+		{ EPERM, "io_uring_setup" },
+		{ ENOMEM, "ulimit -l" },
+	};
+
 	(void)state;
-	assert_non_null(strstr(weft_loop_explain(-ENOSYS), "seccomp"));
-	assert_non_null(strstr(weft_loop_explain(-EPERM), "io_uring"));
-	assert_non_null(strstr(weft_loop_explain(-ENOMEM), "ulimit -l"));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char err[1024];
+
+		explain_err = cases[i].err;
+
+		int status = t_fork(refuse_setup_and_explain, err, sizeof(err));
+
+		print_message("%s", err);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		assert_non_null(strstr(err, cases[i].says));
+	}
+	/* weft_main hands back the fiber's own -EPERM: not a set-up sentence. */
+	assert_int_equal(weft_main(fiber_fails_eperm, NULL), -EPERM);
+
+	const char *why = weft_loop_explain(-EPERM);
+
+	print_message("fiber's own -EPERM: %s\n", why);
+	assert_non_null(strstr(why, "not an error of setting up"));
+	assert_null(strstr(why, "io_uring"));
 	assert_non_null(weft_loop_explain(-12345));
 }
 
