@@ -608,21 +608,31 @@ static void uring_cancel_fd(struct weft_loop *l, int fd)
 
 	if (fd < 0)
 		return;
-	if (u->fds_len) {
-		size_t i = fd_find(u, fd);
+	/*
+	 * One cancel at a time, looking the fd up again after each: a cancel
+	 * may have to flush a full SQ, and the completions reaped then take
+	 * ops off this fd's ring. Usually one or two ops wait on an fd.
+	 */
+	for (;;) {
+		size_t i = u->fds_len ? fd_find(u, fd) : SIZE_MAX;
+		struct weft__op *todo = NULL;
 
 		if (i != SIZE_MAX) {
 			struct weft__op *head = u->fds[i].head;
-			struct weft__list *n = head->fdlink.next;
+			struct weft__list *n = &head->fdlink;
 
-			uring_cancel(l, head);
-			while (n != &head->fdlink) {
-				struct weft__list *next = n->next;
+			do {
+				struct weft__op *op =
+				    weft__container_of(n, struct weft__op, fdlink);
 
-				uring_cancel(l, weft__container_of(n, struct weft__op, fdlink));
-				n = next;
-			}
+				if (!(op->oflags & WEFT__OPF_CANCEL_SENT))
+					todo = op;
+				n = n->next;
+			} while (!todo && n != &head->fdlink);
 		}
+		if (!todo)
+			break;
+		uring_cancel(l, todo); /* marks it CANCEL_SENT, even when the kernel is gone */
 	}
 	if (u->untracked && reserve(l, 1)) {
 		/* Linux 5.19; an older kernel answers -EINVAL and nothing is lost. */

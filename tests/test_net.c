@@ -570,13 +570,21 @@ static void test_close_ends_every_op_on_its_fd_and_no_other(void **state)
 	struct manyonfd c;
 
 	(void)state;
-	memset(&c, 0, sizeof(c));
-	assert_int_equal(t_run(many_on_fd_main, &c), 0);
-	assert_int_equal(c.close_rc, 0);
-	assert_int_equal(c.sent, 8);
-	for (int i = 0; i < 8; i++) {
-		assert_int_equal(c.a[i].rc, -ECANCELED);
-		assert_int_equal(c.b[i].rc, 1);
+	/* With the default SQ, and with a 2-entry SQ that each cancel must flush. */
+	for (int tiny = 0; tiny <= 1; tiny++) {
+		weft_config cfg;
+
+		weft_config_init(&cfg);
+		if (tiny)
+			cfg.sq_entries = 2;
+		memset(&c, 0, sizeof(c));
+		assert_int_equal(t_run_cfg(&cfg, many_on_fd_main, &c, NULL), 0);
+		assert_int_equal(c.close_rc, 0);
+		assert_int_equal(c.sent, 8);
+		for (int i = 0; i < 8; i++) {
+			assert_int_equal(c.a[i].rc, -ECANCELED);
+			assert_int_equal(c.b[i].rc, 1);
+		}
 	}
 }
 
