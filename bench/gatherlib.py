@@ -50,6 +50,31 @@ def _ns(s):
     return v
 
 
+def _seconds(s):
+    try:
+        v = float(s)
+    except ValueError:
+        v = 0
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got '{s}'")
+    return v
+
+
+def out_dir_problem(path):
+    """None when results can be written under @path (made if missing), else
+    one sentence saying why not."""
+    import os
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".weft-write-test")
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+    except OSError as e:
+        return f"cannot write results to {path}: {e.strerror}"
+    return None
+
+
 def parse_args(argv):
     """bench/gather's command line. Raises SystemExit(2) with a message on
     bad input, as argparse does."""
@@ -74,10 +99,48 @@ def parse_args(argv):
                    "installs them, Go and Python included)")
     p.add_argument("--timeout", type=_positive, default=300,
                    help="seconds before one run counts as failed (default 300)")
+    p.add_argument("--budget", type=_seconds, default=None, metavar="SECONDS",
+                   help="skip a mode at an N where this run's figures at the previous N "
+                   "predict a run longer than this (default 30, --quick 10)")
     a = p.parse_args(argv)
     if a.runs is None:
         a.runs = 3
+    if a.budget is None:
+        a.budget = 10.0 if a.quick else 30.0
+    if a.out:
+        why = out_dir_problem(a.out)
+        if why:
+            p.error(why)
     return a
+
+
+# ---- what the figures of this run predict -------------------------------------------
+
+def predict_wall(prev_n, prev_wall, prev_d_s, n, d_s):
+    """The wall time of a run of @n tasks, each waiting @d_s seconds, from
+    this run's median @prev_wall at @prev_n tasks that waited @prev_d_s: the
+    part above the wait grows with N (each task costs its stack, its set-up,
+    its share of the loop), the wait itself does not."""
+    return d_s + max(prev_wall - prev_d_s, 0.0) * n / prev_n
+
+
+# The IORING_SETUP_* flags, by bit (linux/io_uring.h).
+RING_FLAGS = ("IOPOLL", "SQPOLL", "SQ_AFF", "CQSIZE", "CLAMP", "ATTACH_WQ", "R_DISABLED",
+              "SUBMIT_ALL", "COOP_TASKRUN", "TASKRUN_FLAG", "SQE128", "CQE32",
+              "SINGLE_ISSUER", "DEFER_TASKRUN", "NO_MMAP", "REGISTERED_FD_ONLY", "NO_SQARRAY")
+
+
+def ring_flags(value):
+    """'SQPOLL|SUBMIT_ALL' for 0x82: the names of the set-up flags a ring got."""
+    try:
+        v = int(value, 0) if isinstance(value, str) else int(value)
+    except ValueError:
+        return "?"
+    names = [name for bit, name in enumerate(RING_FLAGS) if v & (1 << bit)]
+    rest = v & ~((1 << len(RING_FLAGS)) - 1)
+    if rest:
+        names.append(hex(rest))
+    return "|".join(names) or "none"
 
 
 # ---- what the programs print ---------------------------------------------------------

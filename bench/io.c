@@ -3,11 +3,14 @@
  * bench_io: the I/O surface against its baselines, one case per run.
  *
  *   bench_io randread weft  FILE DEPTH OPS   random 4 KiB weft_read, DEPTH fibers
- *   bench_io randread pread FILE 1     OPS   the same with a blocking pread loop
+ *   bench_io randread pread FILE DEPTH OPS   the same with DEPTH threads in blocking pread loops
  *   bench_io nop weft  - DEPTH OPS           weft_nop from DEPTH fibers
  *   bench_io nop raw   - DEPTH OPS           liburing NOPs, DEPTH in flight, same batching
  *   bench_io echo weft    - CONNS ROUNDS     loopback TCP ping-pong, one loop for both ends
- *   bench_io echo threads - CONNS ROUNDS     the same, a blocking thread per connection end
+ *   bench_io echo epoll   - CONNS ROUNDS     the same shape as weft's: one thread, both
+ *                                            ends, non-blocking sockets and epoll
+ *   bench_io echo threads - CONNS ROUNDS     a blocking thread per connection end (2 x CONNS
+ *                                            threads: every message wakes another thread)
  *
  * Prints one line of key=value: ops, seconds, ops_per_s, and for weft the
  * loop's io_uring_enter calls per operation.
@@ -25,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -93,18 +97,42 @@ static int randread_weft(void *arg)
 	return run_fibers(reader);
 }
 
-static int randread_pread(void)
+static void *pread_thread(void *arg)
 {
-	uint64_t seed = 0x9e3779b97f4a7c15ull;
+	uint64_t seed = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)arg;
 	char buf[4096] __attribute__((aligned(64)));
 
-	for (done_ops = 0; done_ops < total; done_ops++) {
+	while (__atomic_fetch_add(&done_ops, 1, __ATOMIC_RELAXED) < total) {
 		off_t off = (off_t)(xorshift(&seed) % file_blocks) * 4096;
 
 		if (pread(file_fd, buf, sizeof(buf), off) != (ssize_t)sizeof(buf))
-			return -EIO;
+			return (void *)-1;
 	}
-	return 0;
+	return NULL;
+}
+
+/* DEPTH threads in blocking pread loops: the same depth as weft's fibers. */
+static int randread_pread(void)
+{
+	pthread_t *t = calloc((size_t)depth, sizeof(*t));
+	int rc = 0;
+	long started = 0;
+
+	if (!t)
+		return -ENOMEM;
+	while (started < depth && pthread_create(&t[started], NULL, pread_thread,
+						 (void *)(uintptr_t)(started + 1)) == 0)
+		started++;
+	for (long i = 0; i < started; i++) {
+		void *res;
+
+		pthread_join(t[i], &res);
+		if (res)
+			rc = -EIO;
+	}
+	free(t);
+	done_ops = total;
+	return started < depth ? -EAGAIN : rc;
 }
 
 /* ---- NOPs ---- */
@@ -299,6 +327,90 @@ static void *client_thread(void *arg)
 	return NULL;
 }
 
+/* One thread doing both ends with epoll, as weft's loop does both ends. */
+static int echo_epoll(void)
+{
+	struct end {
+		int fd;
+		int client;
+		long left;
+		size_t got;
+	};
+	struct end *ends = calloc((size_t)depth * 2, sizeof(*ends));
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	char buf[MSG];
+	long finished = 0;
+	int one = 1;
+
+	if (!ends || ep < 0)
+		return -ENOMEM;
+	memset(buf, 'p', sizeof(buf));
+	for (long i = 0; i < depth; i++) {
+		struct sockaddr_in a = { .sin_family = AF_INET,
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+					 .sin_port = htons((uint16_t)listen_port) };
+		int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a)) < 0)
+			return -errno;
+
+		int s = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+		if (s < 0)
+			return -errno;
+		fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK);
+		setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		ends[2 * i] = (struct end){ .fd = c, .client = 1, .left = rounds };
+		ends[2 * i + 1] = (struct end){ .fd = s };
+		for (int k = 0; k < 2; k++) {
+			struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &ends[2 * i + k] };
+
+			epoll_ctl(ep, EPOLL_CTL_ADD, ends[2 * i + k].fd, &ev);
+		}
+	}
+	for (long i = 0; i < depth; i++)
+		if (send(ends[2 * i].fd, buf, sizeof(buf), MSG_NOSIGNAL) != sizeof(buf))
+			return -EIO;
+	while (finished < depth) {
+		struct epoll_event evs[256];
+		int n = epoll_wait(ep, evs, 256, -1);
+
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		for (int k = 0; k < n; k++) {
+			struct end *e = evs[k].data.ptr;
+			ssize_t got = recv(e->fd, buf, sizeof(buf) - (e->client ? e->got : 0), 0);
+
+			if (got < 0 && errno == EAGAIN)
+				continue;
+			if (got <= 0)
+				return -EIO;
+			if (!e->client) { /* the server end echoes what came */
+				if (send(e->fd, buf, (size_t)got, MSG_NOSIGNAL) != got)
+					return -EIO;
+				continue;
+			}
+			e->got += (size_t)got;
+			if (e->got < MSG)
+				continue;
+			e->got = 0;
+			done_ops++;
+			if (--e->left == 0) {
+				finished++;
+				continue;
+			}
+			if (send(e->fd, buf, sizeof(buf), MSG_NOSIGNAL) != sizeof(buf))
+				return -EIO;
+		}
+	}
+	for (long i = 0; i < depth * 2; i++)
+		close(ends[i].fd);
+	close(ep);
+	free(ends);
+	return 0;
+}
+
 static int echo_threads(void)
 {
 	pthread_t *srv = calloc((size_t)depth, sizeof(*srv));
@@ -352,10 +464,26 @@ static int open_file(void)
 	return 0;
 }
 
+/* A whole number >= 1, or -1 after saying what is wrong. */
+static long whole(const char *s, const char *what)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 1) {
+		fprintf(stderr, "bench_io: %s must be a whole number >= 1, not '%s'\n", what, s);
+		return -1;
+	}
+	return v;
+}
+
 static int usage(void)
 {
-	fprintf(stderr,
-		"usage: bench_io randread|nop|echo weft|pread|raw|threads FILE|- DEPTH OPS\n");
+	fprintf(stderr, "usage: bench_io randread weft|pread FILE DEPTH OPS\n"
+			"       bench_io nop weft|raw - DEPTH OPS\n"
+			"       bench_io echo weft|epoll|threads - CONNS ROUNDS\n");
 	return 2;
 }
 
@@ -371,11 +499,11 @@ int main(int argc, char **argv)
 	const char *mode = argv[2];
 
 	path = argv[3];
-	depth = atol(argv[4]);
-	total = atol(argv[5]);
+	depth = whole(argv[4], "DEPTH");
+	total = whole(argv[5], "OPS");
 	rounds = total;
 	if (depth <= 0 || total <= 0)
-		return usage();
+		return 2;
 	weft_config_init(&cfg);
 	while (cfg.sq_entries < (uint32_t)depth * 2 && cfg.sq_entries < 32768)
 		cfg.sq_entries *= 2;
@@ -403,7 +531,7 @@ int main(int argc, char **argv)
 		total = depth * rounds;
 		if (!strcmp(mode, "weft"))
 			fn = echo_weft;
-		else if (strcmp(mode, "threads"))
+		else if (strcmp(mode, "threads") && strcmp(mode, "epoll"))
 			return usage();
 	} else {
 		return usage();
@@ -428,6 +556,8 @@ int main(int argc, char **argv)
 		rc = randread_pread();
 	} else if (!strcmp(work, "nop")) {
 		rc = nop_raw();
+	} else if (!strcmp(mode, "epoll")) {
+		rc = echo_epoll();
 	} else {
 		rc = echo_threads();
 	}

@@ -6,6 +6,7 @@ and the result writers (markdown, hyperfine JSON, SVG)."""
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,10 +53,41 @@ class Args(unittest.TestCase):
                             (["--n", "0"], "expected N values"),
                             (["--runs", "0"], "whole number >= 1"),
                             (["--runs"], "expected one argument"),
-                            (["--frobnicate"], "unrecognized arguments")]:
+                            (["--frobnicate"], "unrecognized arguments"),
+                            (["--budget", "0"], "seconds > 0"),
+                            (["--out", "/proc/nope"], "cannot write results to /proc/nope")]:
             code, err = bad_args(argv)
             self.assertEqual(code, 2, argv)
             self.assertIn(words, err, argv)
+
+
+class Predictions(unittest.TestCase):
+    def test_budget_defaults(self):
+        self.assertEqual(g.parse_args([]).budget, 30.0)
+        self.assertEqual(g.parse_args(["--quick"]).budget, 10.0)
+        self.assertEqual(g.parse_args(["--budget", "2.5"]).budget, 2.5)
+
+    def test_predict_wall_scales_the_part_above_the_wait(self):
+        # 3 s at 100k tasks of 1 s: 2 s of cost, x10 tasks, plus the 1 s wait.
+        self.assertAlmostEqual(g.predict_wall(100000, 3.0, 1.0, 1000000, 1.0), 21.0)
+        # From a 100 ms case to a 1 s case: only the cost above the wait scales.
+        self.assertAlmostEqual(g.predict_wall(10000, 0.3, 0.1, 100000, 1.0), 1.0 + 0.2 * 10)
+        self.assertAlmostEqual(g.predict_wall(10, 0.001, 0, 100, 0), 0.01)
+
+    def test_ring_flags_are_named(self):
+        self.assertEqual(g.ring_flags("0x3080"), "SUBMIT_ALL|SINGLE_ISSUER|DEFER_TASKRUN")
+        self.assertEqual(g.ring_flags(0x182), "SQPOLL|SUBMIT_ALL|COOP_TASKRUN")
+        self.assertEqual(g.ring_flags(0), "none")
+        self.assertEqual(g.ring_flags("0x100000"), "0x100000")
+        self.assertEqual(g.ring_flags("junk"), "?")
+
+    def test_out_dir(self):
+        with tempfile.TemporaryDirectory() as d:
+            self.assertIsNone(g.out_dir_problem(os.path.join(d, "a", "b")))
+            self.assertTrue(os.path.isdir(os.path.join(d, "a", "b")))
+            f = os.path.join(d, "file")
+            open(f, "w").close()
+            self.assertIn("cannot write results to", g.out_dir_problem(os.path.join(f, "x")))
 
 
 class Parsers(unittest.TestCase):
@@ -187,6 +219,28 @@ class Syscount(unittest.TestCase):
                            capture_output=True, text=True)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("No such file", r.stderr)
+
+    def test_bad_commands_fail_before_running(self):
+        tool = os.path.join(SRC, "tools", "syscount")
+
+        def run(*args):
+            return subprocess.run([sys.executable, tool] + list(args), capture_output=True,
+                                  text=True, timeout=60)
+        r = run("--tasks", "2", "--", "/no/such/cmd")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("/no/such/cmd: no such command", r.stderr)
+        # A program that does not count its own tasks: asked before it runs.
+        r = run("--", "sh", "-c", "echo ran >&2")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("Give --tasks N", r.stderr)
+        self.assertNotIn("ran", r.stderr)
+        r = run("--tasks", "0", "--", "true")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("whole number >= 1, got '0'", r.stderr)
+        if shutil.which("strace"):
+            r = run("--tasks", "1", "--", "false")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("exited with status 1", r.stderr)
 
 
 if __name__ == "__main__":
