@@ -54,7 +54,7 @@ static inline long long b_parse_count(const char *s, const char *what)
 	errno = 0;
 	v = strtoll(s, &end, 10);
 	if (errno || end == s || *end || v < 0) {
-		fprintf(stderr, "%s: expected a whole number >= 0, got '%s'\n", what, s);
+		fprintf(stderr, "%s must be a whole number >= 0, not '%s'\n", what, s);
 		return -1;
 	}
 	return v;

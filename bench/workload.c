@@ -64,7 +64,7 @@ int w_parse(int argc, char **argv, const char *prog, const char *const *modes)
 			w.direct = true;
 			continue;
 		}
-		if (a[0] != '-') {
+		if (a[0] != '-' || (a[1] >= '0' && a[1] <= '9')) { /* -5: a (bad) number */
 			if (npos == 3)
 				return bad(prog, modes, "unexpected argument '%s'", a);
 			pos[npos++] = a;

@@ -121,6 +121,11 @@ int main(int argc, char **argv)
 	struct server s = { .port = 7007, .host = NULL };
 	sigset_t set;
 
+	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		printf("usage: echo_server [port] [host]\n(port 7007 by default; 0 picks a free "
+		       "one and prints it)\n");
+		return 0;
+	}
 	if (argc > 1) {
 		char *end;
 		long p = strtol(argv[1], &end, 10);

@@ -193,6 +193,11 @@ int main(int argc, char **argv)
 	struct server s = { .port = 8080 };
 	sigset_t set;
 
+	if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		printf("usage: http_server [port] [host]\n(port 8080 by default; 0 picks a free "
+		       "one and prints it)\n");
+		return 0;
+	}
 	if (argc > 1) {
 		char *end;
 		long p = strtol(argv[1], &end, 10);

@@ -28,7 +28,8 @@ struct copy {
 	int64_t size;
 	int64_t next; /* next offset to take; fibers share it without locks (one thread) */
 	const char *what;
-	int started; /* amain ran: an error is the copy's, not weft's set-up */
+	const char *path; /* the path @what was done to */
+	int started;	  /* amain ran: an error is the copy's, not weft's set-up */
 };
 
 static int worker(void *arg)
@@ -48,6 +49,7 @@ static int worker(void *arg)
 
 			if (n <= 0) {
 				c->what = "read";
+				c->path = c->src;
 				free(buf);
 				return n < 0 ? (int)n : -EIO; /* 0: the file shrank under us */
 			}
@@ -59,6 +61,7 @@ static int worker(void *arg)
 
 			if (n < 0) {
 				c->what = "write";
+				c->path = c->tmp;
 				free(buf);
 				return (int)n;
 			}
@@ -77,29 +80,35 @@ static int amain(void *arg)
 	int rc;
 
 	c->started = 1;
+	c->path = c->src;
 	c->in = weft_open(c->src, O_RDONLY | O_CLOEXEC, 0);
 	if (c->in < 0) {
-		c->what = "open source";
+		c->what = "open";
 		return c->in;
 	}
 	rc = weft_statx(c->in, "", AT_EMPTY_PATH, STATX_SIZE | STATX_MODE, &st);
 	if (rc < 0) {
-		c->what = "stat source";
+		c->what = "stat";
 		return rc;
 	}
 	if (!S_ISREG(st.stx_mode)) {
-		c->what = "source";
+		c->what = S_ISDIR(st.stx_mode)	 ? "copy a directory:"
+			  : S_ISCHR(st.stx_mode) ? "copy a character device:"
+			  : S_ISBLK(st.stx_mode) ? "copy a block device:"
+						 : "copy a pipe or socket:";
+		weft_close(c->in);
 		return -EINVAL;
 	}
+	c->path = c->tmp;
 	c->size = (int64_t)st.stx_size;
 	snprintf(c->tmp, sizeof(c->tmp), "%s.weft-cp-tmp", c->dst);
 	c->out = weft_open(c->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, st.stx_mode & 07777);
 	if (c->out < 0) {
-		c->what = "create destination";
+		c->what = "create";
 		return c->out;
 	}
 	if (c->size > 0 && weft_fallocate(c->out, 0, 0, c->size) == -ENOSPC) {
-		c->what = "allocate destination";
+		c->what = "allocate";
 		rc = -ENOSPC;
 		goto fail;
 	}
@@ -117,6 +126,7 @@ static int amain(void *arg)
 	}
 	if ((rc = weft_rename(c->tmp, c->dst)) < 0) {
 		c->what = "rename into place";
+		c->path = c->dst;
 		goto fail_closed;
 	}
 	return 0;
@@ -130,8 +140,14 @@ fail_closed:
 
 int main(int argc, char **argv)
 {
-	struct copy c = { .what = "copy" };
+	struct copy c = { .what = "copy", .path = "" };
 
+	if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		printf("usage: weft_cp SRC DST\ncopies the regular file SRC to DST (written beside "
+		       "it, "
+		       "fsynced, then renamed into place)\n");
+		return 0;
+	}
 	if (argc != 3) {
 		fprintf(stderr, "usage: weft_cp SRC DST\n");
 		return 2;
@@ -144,8 +160,12 @@ int main(int argc, char **argv)
 	if (rc < 0) {
 		if (!c.started) /* the loop could not be set up */
 			fprintf(stderr, "weft_cp: %s\n", weft_loop_explain(rc));
+		else if (rc == -EINVAL && !strncmp(c.what, "copy a", 6))
+			fprintf(stderr, "weft_cp: cannot %s %s (weft_cp copies regular files)\n",
+				c.what, c.path);
 		else
-			fprintf(stderr, "weft_cp: %s: %s\n", c.what, strerror(-rc));
+			fprintf(stderr, "weft_cp: cannot %s %s: %s\n", c.what, c.path,
+				strerror(-rc));
 		return 1;
 	}
 	return 0;
