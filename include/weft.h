@@ -4,8 +4,13 @@
  *
  * One loop per thread, one io_uring ring per loop. A fiber's call reads like
  * a blocking call; underneath it prepares an SQE, parks, and is resumed when
- * its CQE arrives. Errors are negative errno values; the global errno is
- * never read or written.
+ * its CQE arrives.
+ *
+ * Errors are returned as negative errno values (-ETIMEDOUT, -ECANCELED, ...;
+ * this header includes <errno.h> for their names). weft never reports an
+ * error through errno, but the C library calls it makes (socket(2), bind(2),
+ * malloc, getaddrinfo) may change errno: do not expect it to survive a weft
+ * call.
  *
  * Threads: a loop and every object made from it are used only from the
  * thread that created the loop. Nothing here is thread-safe except where a
@@ -13,10 +18,23 @@
  *
  * A blocking libc call (getaddrinfo, a read of a slow disk without weft,
  * sleep(3)) made inside a fiber stalls every fiber of its loop.
+ *
+ * C++: weft is C. An exception must not leave a fiber's function: catch it
+ * there. One that does reaches the fiber's first frame, which has no caller
+ * to unwind into, and the program ends in std::terminate (no destructor of
+ * another fiber runs).
+ *
+ * fork(): a loop's ring memory is not inherited (MADV_DONTFORK), so in the
+ * child of a process with live loops no loop of the parent may be used, nor
+ * any weft call made on a thread that had one; the child may exec or _exit,
+ * as after fork in a threaded program, or (forked outside every fiber)
+ * create new loops on a new thread. A child that touches an inherited loop
+ * crashes instead of corrupting the parent's ring.
  */
 #ifndef WEFT_H
 #define WEFT_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -162,10 +180,15 @@ typedef struct weft_stats {
 	uint64_t inflight;	 /* SQEs whose final CQE has not been reaped yet */
 	uint64_t stacks;	 /* stacks mapped (free and in use) */
 	uint64_t stacks_guarded; /* of those, with a guard page */
-	uint64_t stack_size;	 /* usable bytes per stack */
-	uint32_t ring_mode;	 /* enum weft_ring_mode in use */
-	uint32_t ring_flags;	 /* IORING_SETUP_* flags in use */
-	uint64_t timers;	 /* fibers parked with a deadline now (entries in the timer heap) */
+	/*
+	 * Bytes of one stack slot: weft_config.stack_size rounded up to whole
+	 * pages. A fiber can use this less the fiber's control block at the
+	 * top (about 200 bytes) and, on a guarded stack, its guard page.
+	 */
+	uint64_t stack_size;
+	uint32_t ring_mode;  /* enum weft_ring_mode in use */
+	uint32_t ring_flags; /* IORING_SETUP_* flags in use */
+	uint64_t timers;     /* fibers parked with a deadline now (entries in the timer heap) */
 	uint64_t reserved[7];
 } weft_stats;
 
@@ -214,8 +237,8 @@ int weft_loop_run(weft_loop *loop);
 void weft_loop_destroy(weft_loop *loop);
 
 /*
- * Copy the loop's counters into @out.
- * Context: the loop's thread.
+ * Copy the loop's counters into @out. Never fails; both must be valid.
+ * Context: the loop's thread (another thread may read torn values).
  */
 void weft_loop_stats(weft_loop *loop, weft_stats *out);
 
@@ -468,20 +491,35 @@ int weft_shutdown(int fd, int how);
 
 /*
  * A TCP socket bound to @host:@port and listening, with SO_REUSEADDR and
- * SOCK_CLOEXEC. @host: a numeric IPv4 or IPv6 address, a name (resolved by
- * getaddrinfo on an offload worker), or NULL for every IPv4 address
+ * SOCK_CLOEXEC. @host: a numeric IPv4 or IPv6 address (used as it is), a
+ * name (resolved as for weft_tcp_dial), or NULL for every IPv4 address
  * ("::" for every address, IPv4 and IPv6). @port 0 picks a free port (see
  * getsockname). @backlog <= 0: SOMAXCONN. @flags: WEFT_TCP_* above.
- * Context: fiber. Return: the fd; -EINVAL for a bad port or flags;
- * -ENOENT if @host does not resolve; or the error of socket/bind/listen.
+ * Context: fiber. Return: the fd; -EINVAL for a bad port or flags; a name
+ * resolution error as for weft_tcp_dial; or the error of socket/bind/listen.
  */
 int weft_tcp_listen(const char *host, int port, int backlog, unsigned flags);
 
 /*
  * A TCP connection to @host:@port (SOCK_CLOEXEC), trying each address
- * @host resolves to in turn. Names are resolved on an offload worker.
- * Context: fiber. Return: the connected fd; -ENOENT if @host does not
- * resolve; else the last address's connect error (-ECONNREFUSED, ...).
+ * @host resolves to in turn until one connects.
+ * Name resolution: a numeric address is used as it is. A name is resolved
+ * by getaddrinfo(3) on a thread of its own (it blocks for as long as the
+ * resolver's timeouts say, 5 s per attempt by default). The fiber stops
+ * waiting at its deadline (-ETIMEDOUT) or a cancel (-ECANCELED) and the
+ * lookup then finishes and frees itself in the background; neither this
+ * call nor weft_loop_destroy waits for it. getaddrinfo's failures become:
+ *   EAI_NONAME, EAI_NODATA, EAI_ADDRFAMILY  -ENOENT  (no such host, or no
+ *                                                      address for it)
+ *   EAI_AGAIN                               -EAGAIN  (the resolver did not
+ *                                                      answer: try again later)
+ *   EAI_FAIL                                -EIO     (the name server failed)
+ *   EAI_MEMORY                              -ENOMEM
+ *   EAI_SYSTEM                              -errno of the failed system call
+ *   any other (EAI_SERVICE, EAI_FAMILY...)  -EINVAL
+ * Context: fiber. Return: the connected fd; -EINVAL for a NULL @host or a
+ * port outside [1, 65535]; a resolution error above; -ETIMEDOUT or
+ * -ECANCELED; else the last address's connect error (-ECONNREFUSED, ...).
  */
 int weft_tcp_dial(const char *host, int port);
 
@@ -547,9 +585,16 @@ void weft_chan_close(weft_chan *ch);
 /* Free. No fiber may be parked on it. NULL is a no-op. */
 void weft_chan_destroy(weft_chan *ch);
 
-/* A mutex between fibers (not threads): FIFO hand-off to waiters. */
+/*
+ * A mutex between fibers (not threads): FIFO hand-off to waiters.
+ * Context: any. Return: 0; -EINVAL if @out is NULL; -ENOMEM.
+ */
 int weft_mutex_create(weft_mutex **out);
-/* Return: 0; -EDEADLK if the caller holds it; -ETIMEDOUT; -ECANCELED; -EPERM. */
+/*
+ * Take @m, parking while another fiber holds it.
+ * Return: 0; -EDEADLK if the caller holds it; -ETIMEDOUT; -ECANCELED; -EINVAL
+ * for NULL; -EPERM outside a fiber.
+ */
 int weft_mutex_lock(weft_mutex *m);
 /*
  * Take @m if it is free, never parking.
@@ -563,7 +608,10 @@ void weft_mutex_unlock(weft_mutex *m);
 /* Free. It must not be held. NULL is a no-op. */
 void weft_mutex_destroy(weft_mutex *m);
 
-/* A condition variable for weft_mutex. */
+/*
+ * A condition variable for weft_mutex.
+ * Context: any. Return: 0; -EINVAL if @out is NULL; -ENOMEM.
+ */
 int weft_cond_create(weft_cond **out);
 /*
  * Release @m, park until signalled, take @m back. On -ETIMEDOUT and
@@ -573,14 +621,26 @@ int weft_cond_create(weft_cond **out);
  * Return: 0; -EPERM if the caller does not hold @m or is not a fiber.
  */
 int weft_cond_wait(weft_cond *c, weft_mutex *m);
+/*
+ * Wake the longest-waiting fiber parked on @c (signal), or every one
+ * (broadcast); each takes the mutex back before its wait returns. With no
+ * waiter, nothing happens and nothing is remembered. Never fails, never
+ * parks; the caller need not hold the mutex. NULL is a no-op.
+ * Context: the loop's thread, in a fiber or not.
+ */
 void weft_cond_signal(weft_cond *c);
 void weft_cond_broadcast(weft_cond *c);
+/*
+ * Free. No fiber may be parked on it: if one is, weft aborts with a message
+ * (a broken invariant, not an error to handle). NULL is a no-op.
+ */
 void weft_cond_destroy(weft_cond *c);
 
 /*
  * A task group (asyncio.TaskGroup): fibers spawned into it run
  * concurrently; the first one that returns a negative result cancels all
  * the others; weft_group_wait joins them all.
+ * Context: any. Return: 0; -EINVAL if @out is NULL; -ENOMEM.
  */
 int weft_group_create(weft_group **out);
 /*

@@ -110,6 +110,9 @@ static int try_setup(struct weft_loop *l, struct uring *u, uint32_t flags)
 		io_uring_queue_exit(&u->ring);
 		return -ENOSYS;
 	}
+	if (rc == 0)
+		/* A forked child must not share (and corrupt) the parent's rings. */
+		(void)io_uring_ring_dontfork(&u->ring);
 	return rc;
 }
 

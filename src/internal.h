@@ -456,6 +456,14 @@ static inline int64_t weft__timers_next(const struct weft_loop *l)
 
 /* offload.c */
 void weft__offload_fini(struct weft_loop *l);
+/*
+ * Run @fn(@arg) on a thread of its own while the fiber waits, up to its
+ * deadline or a cancel. Return: 0 once @fn ran (@arg is the caller's again);
+ * else -ETIMEDOUT, -ECANCELED, -ENOMEM, -EAGAIN or -EPERM (outside a fiber),
+ * and @arg is dropped: by @drop(@arg) at once, or by the thread once @fn
+ * returns if the fiber stopped waiting while it ran.
+ */
+int weft__offload_abandonable(weft_fn fn, void (*drop)(void *arg), void *arg);
 
 /* The checks every blocking call makes: 0 with *@self, or -EPERM, -ECANCELED, -ETIMEDOUT. */
 static inline int weft__op_check(struct weft_fiber **self)

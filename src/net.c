@@ -13,6 +13,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -138,27 +139,6 @@ int weft_shutdown(int fd, int how)
 
 /* ---- TCP conveniences ------------------------------------------------------ */
 
-struct resolve {
-	const char *host;
-	char port[8];
-	int passive;
-	struct addrinfo *res;
-	int gai;
-};
-
-static int run_getaddrinfo(void *arg)
-{
-	struct resolve *r = arg;
-	struct addrinfo hints;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV | (r->passive ? AI_PASSIVE : 0);
-	r->gai = getaddrinfo(r->host, r->port, &hints, &r->res);
-	return 0;
-}
-
 /* Fill @ss with a numeric @host, without resolving. Return: 1 if numeric, else 0. */
 static int numeric(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -183,25 +163,94 @@ static int numeric(const char *host, int port, struct sockaddr_storage *ss, sock
 	return 0;
 }
 
-/* Resolve @host on an offload worker. Return: 0 with *@res to freeaddrinfo, or -errno. */
+/*
+ * Name resolution. getaddrinfo blocks (for as long as the resolver's timeouts
+ * say: 5 s x attempts by default), so it runs on a thread of its own, and the
+ * fiber stops waiting at its deadline or a cancel; the thread then finishes
+ * and frees the request by itself.
+ */
+struct resolve {
+	char *host;
+	char port[8];
+	int passive;
+	struct addrinfo *res;
+	int gai;
+	int err; /* errno, for EAI_SYSTEM */
+};
+
+static int run_getaddrinfo(void *arg)
+{
+	struct resolve *r = arg;
+	struct addrinfo hints;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | (r->passive ? AI_PASSIVE : 0);
+	errno = 0;
+	r->gai = getaddrinfo(r->host, r->port, &hints, &r->res);
+	r->err = errno;
+	return 0;
+}
+
+static void drop_resolve(void *arg)
+{
+	struct resolve *r = arg;
+
+	if (r->gai == 0 && r->res)
+		freeaddrinfo(r->res);
+	free(r->host);
+	free(r);
+}
+
+/* The -errno for a getaddrinfo result (the table in weft.h, weft_tcp_dial). */
+static int gai_errno(int gai, int err)
+{
+	switch (gai) {
+	case 0:
+		return 0;
+	case EAI_NONAME:
+#ifdef EAI_NODATA
+	case EAI_NODATA:
+#endif
+#ifdef EAI_ADDRFAMILY
+	case EAI_ADDRFAMILY:
+#endif
+		return -ENOENT; /* no such host, or no address for it */
+	case EAI_AGAIN:
+		return -EAGAIN; /* the resolver did not answer in time: try again later */
+	case EAI_FAIL:
+		return -EIO; /* the name server failed for good */
+	case EAI_MEMORY:
+		return -ENOMEM;
+	case EAI_SYSTEM:
+		return err > 0 ? -err : -EIO;
+	default: /* EAI_FAMILY, EAI_SOCKTYPE, EAI_SERVICE, EAI_BADFLAGS, ... */
+		return -EINVAL;
+	}
+}
+
+/* Resolve @host. Return: 0 with *@res to freeaddrinfo, or -errno. */
 static int resolve(const char *host, int port, int passive, struct addrinfo **res)
 {
-	struct resolve r = { .host = host, .passive = passive };
+	struct resolve *r = calloc(1, sizeof(*r));
 
-	snprintf(r.port, sizeof(r.port), "%d", port);
+	if (!r || !(r->host = strdup(host))) {
+		free(r);
+		return -ENOMEM;
+	}
+	r->passive = passive;
+	snprintf(r->port, sizeof(r->port), "%d", port);
 
-	int rc = weft_offload(run_getaddrinfo, &r, NULL);
+	int rc = weft__offload_abandonable(run_getaddrinfo, drop_resolve, r);
 
 	if (rc < 0)
-		return rc;
-	if (r.gai == EAI_MEMORY)
-		return -ENOMEM;
-	if (r.gai == EAI_SYSTEM)
-		return -EIO;
-	if (r.gai != 0)
-		return -ENOENT;
-	*res = r.res;
-	return 0;
+		return rc; /* @r is dropped, now or when the resolver returns */
+	rc = gai_errno(r->gai, r->err);
+	*res = r->gai == 0 ? r->res : NULL;
+	free(r->host);
+	free(r);
+	return rc;
 }
 
 static int listen_on(const struct sockaddr *sa, socklen_t len, int backlog, unsigned flags)

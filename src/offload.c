@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 struct job {
@@ -157,6 +158,114 @@ int weft_offload(weft_fn fn, void *arg, int *result)
 		weft__fiber_park(l, self, &weft__wait_handoff, WEFT_FOREVER);
 	if (result)
 		*result = j.result;
+	return 0;
+}
+
+/*
+ * A job the fiber may stop waiting for (name resolution: a resolver that never
+ * answers must not hold a fiber past its deadline). It runs on a detached
+ * thread of its own, not on the loop's workers, so that neither the fiber nor
+ * weft_loop_destroy ever waits for it. Whoever moves the state first decides:
+ * the thread (RUNNING -> DONE) hands the job back through the loop's inbox,
+ * and the fiber waits for that even if cancelled meanwhile; the fiber
+ * (RUNNING -> ABANDONED) leaves at once, and the thread, when @fn returns,
+ * calls @drop(@arg) and frees the record. The loop is never touched by an
+ * abandoned job's thread.
+ */
+enum { AJOB_RUNNING, AJOB_DONE, AJOB_ABANDONED };
+
+struct ajob {
+	struct weft__remote remote;
+	struct weft_loop *loop;
+	weft_fn fn;
+	void (*drop)(void *arg);
+	void *arg;
+	_Atomic int state;
+	bool back; /* loop thread: the DONE job arrived */
+	struct weft_fiber *fiber;
+};
+
+static void ajob_back(struct weft_loop *l, struct weft__remote *r)
+{
+	struct ajob *j = weft__container_of(r, struct ajob, remote);
+
+	j->back = true;
+	l->remote_expected--;
+	weft__fiber_wake(j->fiber, 0);
+}
+
+static void *ajob_thread(void *arg)
+{
+	struct ajob *j = arg;
+	int running = AJOB_RUNNING;
+
+	j->fn(j->arg);
+	if (atomic_compare_exchange_strong(&j->state, &running, AJOB_DONE)) {
+		weft__loop_post_remote(j->loop, &j->remote);
+	} else {
+		j->drop(j->arg);
+		free(j);
+	}
+	return NULL;
+}
+
+int weft__offload_abandonable(weft_fn fn, void (*drop)(void *arg), void *arg)
+{
+	struct weft_fiber *self;
+	int rc = weft__op_check(&self);
+	struct ajob *j = rc < 0 ? NULL : calloc(1, sizeof(*j));
+
+	if (!j) {
+		drop(arg);
+		return rc < 0 ? rc : -ENOMEM;
+	}
+
+	struct weft_loop *l = self->loop;
+	pthread_attr_t attr;
+	pthread_t tid;
+	sigset_t all;
+	sigset_t old;
+
+	*j = (struct ajob){ .remote.run = ajob_back,
+			    .loop = l,
+			    .fn = fn,
+			    .drop = drop,
+			    .arg = arg,
+			    .fiber = self };
+	atomic_init(&j->state, AJOB_RUNNING);
+	if ((rc = pthread_attr_init(&attr)) != 0) {
+		free(j);
+		drop(arg);
+		return -rc;
+	}
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024); /* getaddrinfo and NSS modules */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&tid, &attr, ajob_thread, j);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		free(j);
+		drop(arg);
+		return -rc;
+	}
+	l->remote_expected++;
+	while (!j->back) {
+		int wrc = weft__fiber_park(l, self, &weft__wait_event, self->deadline);
+		int running = AJOB_RUNNING;
+
+		if (wrc < 0 && !j->back &&
+		    atomic_compare_exchange_strong(&j->state, &running, AJOB_ABANDONED)) {
+			l->remote_expected--;
+			return wrc; /* -ETIMEDOUT or -ECANCELED; the thread cleans up */
+		}
+		if (wrc < 0)
+			/* Done already, on its way back: wait for it, uninterrupted. */
+			while (!j->back)
+				weft__fiber_park(l, self, &weft__wait_handoff, WEFT_FOREVER);
+	}
+	free(j);
 	return 0;
 }
 

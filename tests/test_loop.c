@@ -3,6 +3,7 @@
 #include "helpers.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -565,6 +566,50 @@ static void test_misspelt_environment_is_refused_with_a_sentence(void **state)
 	free(saved_sq);
 }
 
+static int fork_in_a_fiber(void *arg)
+{
+	int status = -1;
+	pid_t pid;
+
+	(void)arg;
+	/* fork + exec from a fiber works. */
+	pid = fork();
+	if (pid == 0) {
+		execl("/bin/true", "true", (char *)NULL);
+		_exit(127);
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/*
+	 * A child that uses the parent's loop does not get its ring (it is not
+	 * inherited): it crashes rather than corrupting the parent's. valgrind
+	 * does not honour MADV_DONTFORK.
+	 */
+	if (!t_under_valgrind()) {
+		pid = fork();
+		if (pid == 0) {
+			int null = open("/dev/null", O_WRONLY);
+
+			dup2(null, STDERR_FILENO);
+			weft_nop();
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_false(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	/* Our loop is intact. */
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(weft_nop(), 0);
+	return 0;
+}
+
+static void test_fork_child_cannot_touch_the_parents_ring(void **state)
+{
+	(void)state;
+	assert_int_equal(t_run(fork_in_a_fiber, NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -585,6 +630,7 @@ int main(void)
 		cmocka_unit_test(test_sqpoll_submits_without_entering),
 		cmocka_unit_test(test_explain_names_the_fix),
 		cmocka_unit_test(test_version_matches_header),
+		cmocka_unit_test(test_fork_child_cannot_touch_the_parents_ring),
 	};
 
 	if (!t_io_uring_usable())
