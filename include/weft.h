@@ -291,6 +291,7 @@ int weft_spawn(weft_loop *loop, weft_fn fn, void *arg, weft_fiber **out);
  * weft_spawn(NULL, @fn, @arg, NULL): a detached fiber on the current loop.
  * If it fails, nothing was started, and resources meant for the fiber
  * (a file descriptor in @arg) are still the caller's.
+ * Return: as weft_spawn (-EPERM where no loop runs on this thread).
  */
 int weft_go(weft_fn fn, void *arg);
 
@@ -373,7 +374,10 @@ int64_t weft_now(void);
  */
 int weft_sleep(int64_t ns);
 
-/* As weft_sleep, until the absolute time @deadline. A past one yields and returns 0. */
+/*
+ * As weft_sleep, until the absolute time @deadline. A past one yields and
+ * returns 0. Return: as weft_sleep.
+ */
 int weft_sleep_until(int64_t deadline);
 
 /*
@@ -575,7 +579,7 @@ int weft_chan_recv(weft_chan *ch, void *elem);
 /* As send and recv, but never park: -EAGAIN instead. No fiber needed. */
 int weft_chan_try_send(weft_chan *ch, const void *elem);
 int weft_chan_try_recv(weft_chan *ch, void *elem);
-/* Elements buffered now. */
+/* Elements buffered now (0 for NULL). Never fails. */
 size_t weft_chan_len(const weft_chan *ch);
 /*
  * Close: parked senders get -EPIPE, receivers drain what is buffered and
