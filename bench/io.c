@@ -18,6 +18,8 @@
 #define _GNU_SOURCE
 #include <weft.h>
 
+#include "common.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -467,16 +469,11 @@ static int open_file(void)
 /* A whole number >= 1, or -1 after saying what is wrong. */
 static long whole(const char *s, const char *what)
 {
-	char *end;
-	long v;
+	long long v = b_parse_count(s, what);
 
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < 1) {
-		fprintf(stderr, "bench_io: %s must be a whole number >= 1, not '%s'\n", what, s);
-		return -1;
-	}
-	return v;
+	if (v == 0)
+		fprintf(stderr, "bench_io: %s must be at least 1\n", what);
+	return v < 1 ? -1 : (long)v;
 }
 
 static int usage(void)

@@ -44,7 +44,7 @@ if [ -x "$build/bench/bench_switch" ]; then
 	expect 2 "N must be a whole number >= 0, not '-5'" "$build/bench/bench_tasks" sleep weft -5
 	expect 2 "--ms needs a value" "$build/bench/bench_tasks" sleep weft 5 --ms
 	expect 0 "usage: bench_tasks" "$build/bench/bench_tasks" --help
-	expect 2 "DEPTH must be a whole number >= 1, not 'x'" "$build/bench/bench_io" nop weft - x 5
+	expect 2 "DEPTH must be a whole number >= 0, not 'x'" "$build/bench/bench_io" nop weft - x 5
 fi
 if [ -x "$build/examples/weft_cp" ]; then
 	expect 0 "usage: weft_cp SRC DST" "$build/examples/weft_cp" --help

@@ -243,5 +243,47 @@ class Syscount(unittest.TestCase):
             self.assertIn("exited with status 1", r.stderr)
 
 
+class Docs(unittest.TestCase):
+    """README and the other documents: every link resolves to a committed
+    file, and every place that states the version agrees."""
+
+    DOCS = ("README.md", "CHANGELOG.md", os.path.join("bench", "results", "README.md"))
+
+    def test_links_resolve_to_committed_files(self):
+        import re
+        tracked = None
+        r = subprocess.run(["git", "-C", SRC, "ls-files"], capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout:
+            tracked = set(r.stdout.split())
+        for doc in self.DOCS:
+            path = os.path.join(SRC, doc)
+            with open(path) as f:
+                text = f.read()
+            for target in re.findall(r"\]\(([^)\s]+)\)", text):
+                if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                    continue
+                rel = os.path.normpath(os.path.join(os.path.dirname(doc), target.split("#")[0]))
+                self.assertTrue(os.path.exists(os.path.join(SRC, rel)),
+                                f"{doc} links to {target}, which does not exist")
+                if tracked is not None and not os.path.isdir(os.path.join(SRC, rel)):
+                    self.assertIn(rel, tracked, f"{doc} links to {target}, which is not committed")
+
+    def test_version_agrees_everywhere(self):
+        import re
+        with open(os.path.join(SRC, "meson.build")) as f:
+            meson = re.search(r"version\s*:\s*'([0-9.]+)'", f.read()).group(1)
+        with open(os.path.join(SRC, "include", "weft.h")) as f:
+            h = f.read()
+        header = ".".join(re.search(rf"#define WEFT_VERSION_{k}\s+(\d+)", h).group(1)
+                          for k in ("MAJOR", "MINOR", "PATCH"))
+        with open(os.path.join(SRC, "CHANGELOG.md")) as f:
+            released = re.findall(r"^## ([0-9]+\.[0-9]+\.[0-9]+)\b", f.read(), re.M)
+        with open(os.path.join(SRC, "README.md")) as f:
+            readme = re.search(r"Status: \*\*([0-9.]+)\*\*", f.read()).group(1)
+        self.assertEqual(header, meson)
+        self.assertEqual(released[0], meson, "CHANGELOG's newest release")
+        self.assertEqual(readme, meson)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=1)
