@@ -266,7 +266,7 @@ class Docs(unittest.TestCase):
                 self.assertTrue(os.path.exists(os.path.join(SRC, rel)),
                                 f"{doc} links to {target}, which does not exist")
                 if tracked is not None and not os.path.isdir(os.path.join(SRC, rel)):
-                    self.assertIn(rel, tracked, f"{doc} links to {target}, which is not committed")
+                    self.assertTrue(rel in tracked, f"{doc} links to {target}, which is not committed")
 
     def test_version_agrees_everywhere(self):
         import re
