@@ -93,19 +93,19 @@ static int isolate(void)
 		if (write_file("/proc/self/gid_map", map) < 0)
 			return -1;
 	}
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 || !mkdtemp(dir)) {
+	if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 || !mkdtemp(dir)) {
 		fprintf(stderr, "mount: %s\n", strerror(errno));
 		return -1;
 	}
 	snprintf(path, sizeof(path), "%s/resolv.conf", dir);
 	if (write_file(path, "nameserver 127.0.0.1\noptions timeout:2 attempts:1\n") < 0 ||
-	    mount(path, "/etc/resolv.conf", NULL, MS_BIND, NULL) != 0) {
+	    mount(path, "/etc/resolv.conf", "none", MS_BIND, NULL) != 0) {
 		fprintf(stderr, "resolv.conf: %s\n", strerror(errno));
 		return -1;
 	}
 	snprintf(path, sizeof(path), "%s/nsswitch.conf", dir);
 	if (write_file(path, "hosts: files dns\n") < 0 ||
-	    mount(path, "/etc/nsswitch.conf", NULL, MS_BIND, NULL) != 0) {
+	    mount(path, "/etc/nsswitch.conf", "none", MS_BIND, NULL) != 0) {
 		fprintf(stderr, "nsswitch.conf: %s\n", strerror(errno));
 		return -1;
 	}
@@ -213,6 +213,11 @@ static void test_resolution_stops_at_the_deadline_and_maps_eai_codes(void **stat
 	int status;
 
 	(void)state;
+	if (t_under_valgrind()) {
+		/* It measures milliseconds; under valgrind the resolver's 2 s took 99. */
+		print_message("timings under valgrind say nothing: skipped\n");
+		skip();
+	}
 	status = t_fork(child, err, sizeof(err));
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
 		print_message("no namespaces here to fake a resolver in: %s", err);
