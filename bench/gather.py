@@ -104,6 +104,10 @@ class Bench:
             self.refused = (check.stderr.strip().splitlines() or ["bench_tasks check failed"])[-1]
             self.refused = self.refused.replace("weft cannot run here: ", "")
             self.check = {}
+        elif check.stdout.startswith("backend="):
+            # io_uring is refused and weft's loops fall back to epoll.
+            self.check = {"backend": check.stdout.split()[0].split("=", 1)[1],
+                          "why": check.stdout.split('why="', 1)[-1].rstrip().rstrip('"')}
         else:
             self.check = g.parse_result_line("bench=check " + check.stdout.split(":", 1)[1])
         tmpfs = subprocess.run(["stat", "-f", "-c", "%T", tempfile.gettempdir()],
@@ -120,6 +124,7 @@ class Bench:
             "cpus": os.cpu_count(), "cpu": cpu, "memory": mem, "kernel": platform.release(),
             "mitigations": mitig,
             "io_uring": check.stdout.strip() if not self.refused else f"refused: {self.refused}",
+            "weft_backend": self.check.get("backend", "none"),
             "thp": read("/sys/kernel/mm/transparent_hugepage/enabled"),
             "somaxconn": read("/proc/sys/net/core/somaxconn"),
             "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
@@ -137,6 +142,9 @@ class Bench:
         self.say(f"- machine: {m['cpus']} CPUs ({cpu}), {mem}, Linux {m['kernel']}")
         if self.refused:
             self.say(f"- io_uring: not available, so every weft mode is skipped: {self.refused}")
+        elif self.check.get("backend") == "epoll":
+            self.say("- io_uring: refused here, so every weft mode runs on weft's epoll "
+                     f"backend: {self.check['why']}")
         else:
             sq = (f"SQPOLL ring: {g.ring_flags(self.check['sqpoll_ring_flags'])}"
                   if self.check.get("sqpoll") == "ok" else
@@ -281,6 +289,7 @@ class Bench:
             "weft": [self.tasks, wl, "weft"],
             "weft-4k": [self.tasks, wl, "weft"],
             "weft-sqpoll": [self.tasks, wl, "weft-sqpoll"],
+            "weft-epoll": [self.tasks, wl, "weft-epoll"],
             "threads": [self.tasks, wl, "threads"],
             "sequential": [self.tasks, wl, "sequential"],
             "epoll": [self.epoll, wl, "epoll"],
@@ -488,7 +497,10 @@ class Bench:
         if sys.version_info < (3, 9):
             self.skip["asyncio"] = "skipped: needs Python 3.9 or later (asyncio.to_thread)"
         self.machine()
-        if not self.refused and self.check.get("sqpoll") != "ok":
+        if self.check.get("backend") == "epoll":
+            for m in ("weft-sqpoll", "uring-timeouts"):
+                self.skip[m] = "skipped: needs io_uring, which is refused here"
+        elif not self.refused and self.check.get("sqpoll") != "ok":
             self.skip["weft-sqpoll"] = ("skipped: this kernel refused an SQPOLL ring "
                                         f"({self.check.get('sqpoll', '?')})")
         self.say("## The asyncio demo: a task of 2 units and a task of 1 unit")
@@ -549,7 +561,8 @@ class Bench:
                  "the operations (sleep, read: 1 per task; write: 5; socket: 2K+2; mixed: 6). "
                  "io_uring_enter/op is weft's own counter (weft_loop_stats). weft: the default "
                  "set-up (64 KiB stacks with guard pages); weft-4k: one-page stacks in huge "
-                 "pages with canaries instead of guards; weft-sqpoll: WEFT_CONFIG_SQPOLL. The "
+                 "pages with canaries instead of guards; weft-sqpoll: WEFT_CONFIG_SQPOLL; "
+                 "weft-epoll: the default set-up on weft's epoll backend. The "
                  f"echo server is {self.echo_name} for every mode. A mode is skipped at an N "
                  "where its figures at the previous N of this run predict more than --budget "
                  f"({self.a.budget:g} s) per run.")

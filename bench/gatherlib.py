@@ -15,8 +15,8 @@ import statistics
 # ---- arguments -----------------------------------------------------------------
 
 WORKLOADS = ("sleep", "read", "read-direct", "write", "socket", "mixed")
-MODES = ("weft", "weft-4k", "weft-sqpoll", "threads", "sequential", "epoll", "go",
-         "asyncio", "uring-timeouts")
+MODES = ("weft", "weft-4k", "weft-sqpoll", "weft-epoll", "threads", "sequential", "epoll",
+         "go", "asyncio", "uring-timeouts")
 
 
 def _csv(allowed, what):
@@ -305,6 +305,7 @@ def hyperfine_merge(command, runs):
 # ---- plots -----------------------------------------------------------------------------
 
 PALETTE = {"weft": "#d62728", "weft-4k": "#ff7f0e", "weft-sqpoll": "#e377c2",
+           "weft-epoll": "#bcbd22",
            "threads": "#1f77b4", "sequential": "#7f7f7f", "epoll": "#2ca02c",
            "go": "#17becf", "asyncio": "#9467bd", "uring-timeouts": "#8c564b"}
 

@@ -128,7 +128,7 @@ static int gather_all(void *arg)
 	return weft_gather(calls, (size_t)w.n);
 }
 
-static int run_weft(bool sqpoll)
+static int run_weft(bool sqpoll, uint32_t backend)
 {
 	weft_config cfg;
 	weft_loop *l;
@@ -150,6 +150,8 @@ static int run_weft(bool sqpoll)
 	cfg.timer_mode = w.kernel_timers ? WEFT_TIMERS_KERNEL : WEFT_TIMERS_HEAP;
 	if (sqpoll)
 		cfg.flags |= WEFT_CONFIG_SQPOLL;
+	if (backend != WEFT_BACKEND_AUTO)
+		cfg.backend = backend;
 	rc = weft_loop_create(&l, &cfg);
 	if (rc < 0) {
 		fprintf(stderr, "bench_tasks: %s\n", weft_loop_explain(rc));
@@ -175,12 +177,13 @@ static int run_weft(bool sqpoll)
 
 	snprintf(extra, sizeof(extra),
 		 " enters=%llu enters_per_op=%.6f sqes=%llu switches=%llu stacks=%llu "
-		 "stack_size=%llu fibers_peak=%llu ring_mode=%u ring_flags=0x%x timers=%s",
+		 "stack_size=%llu fibers_peak=%llu ring_mode=%u ring_flags=0x%x timers=%s "
+		 "backend=%s",
 		 (unsigned long long)st.enters, (double)st.enters / ops,
 		 (unsigned long long)st.sqes, (unsigned long long)st.switches,
 		 (unsigned long long)st.stacks, (unsigned long long)st.stack_size,
 		 (unsigned long long)st.fibers_peak, st.ring_mode, st.ring_flags,
-		 w.kernel_timers ? "kernel" : "heap");
+		 w.kernel_timers ? "kernel" : "heap", weft_loop_backend(l));
 	w_result(status, done, wall, extra);
 	weft_loop_destroy(l);
 	free(calls);
@@ -243,7 +246,14 @@ static int check(void)
 		return rc;
 	}
 	weft_loop_stats(l, &st);
-	printf("io_uring ok: ring_mode=%u ring_flags=0x%x", st.ring_mode, st.ring_flags);
+	if (st.backend != WEFT_BACKEND_URING) {
+		/* io_uring is refused here and the loop fell back: say so, and why. */
+		printf("backend=%s why=\"%s\"\n", weft_loop_backend(l), weft_loop_explain(0));
+		weft_loop_destroy(l);
+		return 0;
+	}
+	printf("io_uring ok: backend=%s ring_mode=%u ring_flags=0x%x", weft_loop_backend(l),
+	       st.ring_mode, st.ring_flags);
 	weft_loop_destroy(l);
 	weft_config_init(&cfg);
 	cfg.flags |= WEFT_CONFIG_SQPOLL;
@@ -261,7 +271,8 @@ static int check(void)
 
 int main(int argc, char **argv)
 {
-	static const char *const modes[] = { "weft", "weft-sqpoll", "threads", "sequential", NULL };
+	static const char *const modes[] = { "weft",	"weft-sqpoll", "weft-epoll",
+					     "threads", "sequential",  NULL };
 	int rc;
 
 	if (argc == 2 && !strcmp(argv[1], "check"))
@@ -281,9 +292,11 @@ int main(int argc, char **argv)
 		return 3;
 	}
 	if (!strcmp(w.mode, "weft"))
-		rc = run_weft(false);
+		rc = run_weft(false, WEFT_BACKEND_AUTO);
 	else if (!strcmp(w.mode, "weft-sqpoll"))
-		rc = run_weft(true);
+		rc = run_weft(true, WEFT_BACKEND_AUTO);
+	else if (!strcmp(w.mode, "weft-epoll"))
+		rc = run_weft(false, WEFT_BACKEND_EPOLL);
 	else if (!strcmp(w.mode, "threads"))
 		rc = w_run_threads();
 	else

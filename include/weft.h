@@ -81,6 +81,17 @@ enum weft_ring_mode {
 	WEFT_RING_PLAIN = 3,	     /* no task-run flags (Linux 5.11 and later) */
 };
 
+/*
+ * Which backend talks to the kernel; see weft_config.backend. Every call of
+ * this header works on either, with the same results, deadlines and
+ * cancellation.
+ */
+enum weft_backend {
+	WEFT_BACKEND_AUTO = 0,	/* io_uring, or epoll where io_uring is refused */
+	WEFT_BACKEND_URING = 1, /* io_uring only: set-up fails where it is refused */
+	WEFT_BACKEND_EPOLL = 2, /* epoll and worker threads, never io_uring */
+};
+
 /* How weft_sleep waits; see weft_config.timer_mode. */
 enum weft_timer_mode {
 	WEFT_TIMERS_HEAP = 0,	/* a timer heap in the loop and one kernel wake-up per tick */
@@ -149,7 +160,22 @@ typedef struct weft_config {
 	uint32_t flags;
 	/* WEFT_CONFIG_SQPOLL: idle time before the SQ thread sleeps. 0: 1000 ms. */
 	uint32_t sqpoll_idle_ms;
-	uint32_t reserved32;
+	/*
+	 * enum weft_backend. weft_config_init() reads the environment variable
+	 * WEFT_BACKEND (auto, uring, epoll) for it. AUTO (the default) falls
+	 * back to epoll when io_uring_setup fails with ENOSYS (no io_uring, or a
+	 * seccomp profile hiding it), EPERM or EACCES (a seccomp or LSM policy,
+	 * kernel.io_uring_disabled) or ENOMEM (RLIMIT_MEMLOCK before Linux
+	 * 5.12); an error of weft's own settings (EINVAL) is returned instead.
+	 * weft_loop_backend() says which one a loop got, weft_loop_explain(0)
+	 * why. On epoll, operations on regular files and the other operations
+	 * epoll cannot wait for (fsync, openat, statx, ...) run on worker
+	 * threads of the loop (at most iowq_bounded, default 16); reads served
+	 * by the page cache and every socket operation run on the loop's
+	 * thread. SQPOLL, ring_mode and sq_entries mean nothing there. See
+	 * weft_connect for the one fd flag the epoll backend touches.
+	 */
+	uint32_t backend;
 	uint64_t reserved[5];
 } weft_config;
 
@@ -161,7 +187,8 @@ typedef struct weft_config {
  * weft_loop_create.
  */
 typedef struct weft_stats {
-	uint64_t enters;       /* io_uring_enter system calls made by the loop */
+	/* system calls the loop made to reach the kernel: io_uring_enter, or epoll_wait */
+	uint64_t enters;
 	uint64_t sqes;	       /* SQEs submitted */
 	uint64_t cqes;	       /* CQEs reaped */
 	uint64_t switches;     /* context switches between fibers and the loop */
@@ -186,10 +213,12 @@ typedef struct weft_stats {
 	 * top (about 200 bytes) and, on a guarded stack, its guard page.
 	 */
 	uint64_t stack_size;
-	uint32_t ring_mode;  /* enum weft_ring_mode in use */
-	uint32_t ring_flags; /* IORING_SETUP_* flags in use */
+	uint32_t ring_mode;  /* enum weft_ring_mode in use (0 on epoll) */
+	uint32_t ring_flags; /* IORING_SETUP_* flags in use (0 on epoll) */
 	uint64_t timers;     /* fibers parked with a deadline now (entries in the timer heap) */
-	uint64_t reserved[7];
+	uint32_t backend;    /* enum weft_backend that runs: URING or EPOLL */
+	uint32_t reserved32;
+	uint64_t reserved[6];
 } weft_stats;
 
 /*
@@ -243,6 +272,12 @@ void weft_loop_destroy(weft_loop *loop);
 void weft_loop_stats(weft_loop *loop, weft_stats *out);
 
 /*
+ * The name of the backend @loop runs on: "io_uring" or "epoll".
+ * Context: any thread. Return: a static string; "" for NULL.
+ */
+const char *weft_loop_backend(const weft_loop *loop);
+
+/*
  * The loop running on the calling thread, or NULL.
  * Context: any thread.
  */
@@ -253,7 +288,10 @@ weft_loop *weft_loop_current(void);
  * machine and how to fix it. Reads /proc/sys/kernel/io_uring_disabled to tell
  * the causes of -EPERM apart. When the error came from this thread's last
  * weft_loop_create (a misspelt environment variable) or weft_loop_run (the
- * kernel refused io_uring_enter), the sentence names that cause.
+ * kernel refused io_uring_enter), the sentence names that cause. @err 0:
+ * which backend this thread's last weft_loop_create gave its loop, and, for
+ * epoll chosen by WEFT_BACKEND_AUTO, why io_uring could not be used and how
+ * to allow it.
  * Context: any thread. Return: a string owned by weft, never NULL, valid
  * until the thread's next weft_loop_create.
  */
@@ -472,7 +510,11 @@ int weft_socket(int domain, int type, int protocol);
 int weft_accept(int fd, struct sockaddr *addr, socklen_t *len);
 /* accept4(2) with @flags (SOCK_CLOEXEC, SOCK_NONBLOCK). */
 int weft_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
-/* connect(2). */
+/*
+ * connect(2). On the epoll backend a blocking socket is made non-blocking
+ * (O_NONBLOCK) while the connect is in progress, and its flags are put back
+ * before this returns.
+ */
 int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
 /* recv(2). Return: bytes, 0 when the peer has shut down its side. */
 ssize_t weft_recv(int fd, void *buf, size_t len, int flags);

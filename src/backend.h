@@ -18,6 +18,11 @@
  * the op named (its buffers and the op record itself), never from inside
  * submit or cancel, and it never takes new kernel work while it is
  * dispatching completions: work submitted then waits until dispatch is over.
+ * One exception: an op whose answer is known inside submit (the epoll
+ * backend's non-blocking try succeeded), whose completion is the default
+ * weft__op_complete and whose fiber is the one submitting, may be finished
+ * in place instead: res and cflags set, state DONE, no complete() call; the
+ * fiber then goes on without parking.
  */
 #ifndef WEFT_BACKEND_H
 #define WEFT_BACKEND_H
@@ -64,5 +69,6 @@ struct weft__backend {
 };
 
 extern const struct weft__backend weft__backend_uring;
+extern const struct weft__backend weft__backend_epoll;
 
 #endif

@@ -906,6 +906,7 @@ static void uring_stats(struct weft_loop *l, weft_stats *out)
 {
 	out->ring_mode = U(l)->mode;
 	out->ring_flags = U(l)->flags;
+	out->backend = WEFT_BACKEND_URING;
 }
 
 const struct weft__backend weft__backend_uring = {

@@ -49,6 +49,17 @@ static uint32_t env_ring_mode(void)
 	return WEFT_RING_AUTO;
 }
 
+static uint32_t env_backend(void)
+{
+	const char *s = getenv("WEFT_BACKEND");
+
+	if (s && !strcmp(s, "uring"))
+		return WEFT_BACKEND_URING;
+	if (s && !strcmp(s, "epoll"))
+		return WEFT_BACKEND_EPOLL;
+	return WEFT_BACKEND_AUTO;
+}
+
 void weft_config_init(weft_config *cfg)
 {
 	if (!cfg)
@@ -61,6 +72,7 @@ void weft_config_init(weft_config *cfg)
 	cfg->stack_guards = 8192;
 	cfg->max_fibers = 4u << 20;
 	cfg->offload_threads = 4;
+	cfg->backend = env_backend();
 
 	const char *sqpoll = getenv("WEFT_SQPOLL");
 
@@ -83,7 +95,7 @@ static int check_config(weft_config *c)
 		return -EINVAL;
 	if (c->stack_size == 0 || c->stack_size > ((size_t)1 << 30) || c->max_fibers == 0)
 		return -EINVAL;
-	if (c->offload_threads == 0 || c->offload_threads > 1024 || c->reserved32)
+	if (c->offload_threads == 0 || c->offload_threads > 1024 || c->backend > WEFT_BACKEND_EPOLL)
 		return -EINVAL;
 	if ((c->flags & ~WEFT_CONFIG_SQPOLL) ||
 	    ((c->flags & WEFT_CONFIG_SQPOLL) &&
@@ -150,17 +162,22 @@ static int check_env(void)
 {
 	static const char *const modes[] = { "auto", "defer", "coop", "plain", NULL };
 	static const char *const flag[] = { "0", "1", NULL };
+	static const char *const backends[] = { "auto", "uring", "epoll", NULL };
 	const char *s;
 
 	if ((s = getenv("WEFT_RING_MODE")) && *s && !is_one_of(s, modes))
 		return env_refused("WEFT_RING_MODE", s, "auto, defer, coop or plain");
 	if ((s = getenv("WEFT_SQPOLL")) && *s && !is_one_of(s, flag))
 		return env_refused("WEFT_SQPOLL", s, "0 or 1");
+	if ((s = getenv("WEFT_BACKEND")) && *s && !is_one_of(s, backends))
+		return env_refused("WEFT_BACKEND", s, "auto, uring or epoll");
 	if ((s = getenv("WEFT_DISABLE_OPS")) && !is_op_list(s))
 		return env_refused("WEFT_DISABLE_OPS", s,
 				   "IORING_OP_* numbers separated by commas (e.g. 55,37)");
 	return 0;
 }
+
+static int setup_backend(struct weft_loop *l);
 
 int weft_loop_create(weft_loop **out, const weft_config *cfg)
 {
@@ -191,13 +208,9 @@ int weft_loop_create(weft_loop **out, const weft_config *cfg)
 		goto out_free;
 	}
 	weft__list_init(&l->all);
-	l->be = &weft__backend_uring;
-	rc = l->be->setup(l);
-	if (rc < 0) {
-		if (failed_err != rc)
-			weft__loop_note_failure("io_uring_setup", rc);
+	rc = setup_backend(l);
+	if (rc < 0)
 		goto out_free;
-	}
 	weft__stacks_init(&l->stacks, &l->cfg);
 	l->stats.stack_size = l->stacks.slot;
 	weft__stack_segv_install();
@@ -207,6 +220,66 @@ int weft_loop_create(weft_loop **out, const weft_config *cfg)
 out_free:
 	free(l);
 	return rc;
+}
+
+/* What weft_loop_explain(0) says: this thread's last loop's backend, and why. */
+static __thread char backend_sentence[400];
+
+/*
+ * io_uring, or epoll: as weft_config.backend asks, falling back from
+ * io_uring to epoll only where io_uring is refused or missing.
+ */
+static int setup_backend(struct weft_loop *l)
+{
+	int rc;
+
+	if (l->cfg.backend == WEFT_BACKEND_EPOLL) {
+		l->be = &weft__backend_epoll;
+		rc = l->be->setup(l);
+		if (rc < 0)
+			weft__loop_note_failure("epoll_create1", rc);
+		else
+			snprintf(backend_sentence, sizeof(backend_sentence),
+				 "this loop runs on epoll, as weft_config.backend (or "
+				 "WEFT_BACKEND=epoll) asks.");
+		return rc;
+	}
+	l->be = &weft__backend_uring;
+	rc = l->be->setup(l);
+	if (rc == 0) {
+		snprintf(backend_sentence, sizeof(backend_sentence), "this loop runs on io_uring.");
+		return 0;
+	}
+	if (failed_err != rc)
+		weft__loop_note_failure("io_uring_setup", rc);
+	if (l->cfg.backend != WEFT_BACKEND_AUTO ||
+	    (rc != -ENOSYS && rc != -EPERM && rc != -EACCES && rc != -ENOMEM) ||
+	    strcmp(failed_call ? failed_call : "", "io_uring_setup"))
+		return rc;
+
+	/* io_uring is refused or missing here: say why, and run on epoll. */
+	char why[300];
+
+	snprintf(why, sizeof(why), "%s", weft_loop_explain(rc));
+	l->be = &weft__backend_epoll;
+
+	int erc = l->be->setup(l);
+
+	if (erc < 0) {
+		weft__loop_note_failure("epoll_create1", erc);
+		return erc;
+	}
+	weft__loop_note_failure(NULL, 0);
+	snprintf(backend_sentence, sizeof(backend_sentence),
+		 "io_uring_setup failed with %s, so this loop runs on epoll. Why, and how to "
+		 "run on io_uring: %s",
+		 strerrorname_np(-rc), why);
+	return 0;
+}
+
+const char *weft_loop_backend(const weft_loop *loop)
+{
+	return loop ? loop->be->name : "";
 }
 
 /* ASan needs the bounds of the thread's own stack to switch back to it. */
@@ -417,7 +490,8 @@ const char *weft_loop_explain(int err)
 		}
 	}
 	if (err == 0)
-		return "io_uring is usable.";
+		return backend_sentence[0] ? backend_sentence
+					   : "no loop has been created on this thread yet.";
 	if (err != failed_err || !failed_call) {
 		/*
 		 * Not an error of this thread's last weft_loop_create or

@@ -25,6 +25,25 @@ int t_io_uring_usable(void)
 	return 1;
 }
 
+int t_on_uring(void)
+{
+	static int known = -1;
+	weft_loop *l;
+	weft_stats st;
+
+	if (known >= 0)
+		return known;
+	if (weft_loop_create(&l, NULL) < 0)
+		return known = 0;
+	weft_loop_stats(l, &st);
+	weft_loop_destroy(l);
+	known = st.backend == WEFT_BACKEND_URING;
+	if (!known)
+		print_message("io_uring-only checks skipped: loops here run on %s\n",
+			      weft_loop_explain(0));
+	return known;
+}
+
 struct t_main {
 	weft_fn fn;
 	void *arg;

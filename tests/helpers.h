@@ -11,8 +11,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-/* Whether a ring can be created here; tests exit 77 (skip) if not. */
+/* Whether a loop can be created here (any backend); tests exit 77 (skip) if not. */
 int t_io_uring_usable(void);
+
+/*
+ * Whether loops made with the defaults run on io_uring (not on epoll, by
+ * WEFT_BACKEND=epoll or the automatic fallback). io_uring-only tests call
+ * it and skip() when it is 0; it says why once.
+ */
+int t_on_uring(void);
 
 /*
  * Run @fn(@arg) as the first fiber of a fresh loop made from @cfg (NULL:

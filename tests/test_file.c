@@ -551,9 +551,11 @@ static void test_close_cancels_only_when_something_waits(void **state)
 	assert_int_equal(pipe2(c.p, O_CLOEXEC), 0);
 	c.r.fd = c.p[0];
 	assert_int_equal(t_run(close_cases, &c), 0);
-	assert_int_equal(c.sqes_idle, 1);
-	assert_int_equal(c.sqes_busy, 2);
 	assert_int_equal(c.r.rc, -ECANCELED);
+	if (t_on_uring()) { /* a cancel is an SQE of its own there */
+		assert_int_equal(c.sqes_idle, 1);
+		assert_int_equal(c.sqes_busy, 2);
+	}
 	close(c.p[1]);
 }
 

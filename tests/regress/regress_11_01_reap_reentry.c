@@ -89,7 +89,8 @@ static void test_full_sq_sqpoll_nops_and_offloads_never_reenter_reaping(void **s
 		}
 		assert_int_equal(rc, 0);
 		assert_int_equal(st.inflight, 0);
-		assert_true(st.sq_full > 0); /* the SQ really was full */
+		if (st.backend == WEFT_BACKEND_URING)
+			assert_true(st.sq_full > 0); /* the SQ really was full */
 	}
 }
 

@@ -97,7 +97,7 @@ int main(void)
 		cmocka_unit_test(test_cq_overflow_holds_completions_back_and_loses_none),
 	};
 
-	if (!t_io_uring_usable())
-		return 77;
+	if (!t_io_uring_usable() || !t_on_uring())
+		return 77; /* io_uring only */
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,7 +92,7 @@ int main(void)
 		cmocka_unit_test(test_enter_refused_with_few_fibers_names_io_uring_enter),
 	};
 
-	if (!t_io_uring_usable())
-		return 77;
+	if (!t_io_uring_usable() || !t_on_uring())
+		return 77; /* io_uring only */
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
