@@ -233,15 +233,17 @@ void weft_config_init(weft_config *cfg);
  * @loop: out; written only on success.
  * @cfg: borrowed; NULL for the defaults.
  * Context: any thread that runs no loop; the loop belongs to it from then on.
- * Return: 0; -EINVAL for a bad @cfg; -ENOMEM; or the error io_uring set-up
- * gave: -ENOSYS (kernel without io_uring, or a seccomp filter), -EPERM (the
- * kernel.io_uring_disabled sysctl, or a seccomp or LSM policy), -ENOMEM
- * (RLIMIT_MEMLOCK on kernels before 5.12). weft_loop_explain() turns these
- * into a sentence for a person.
- * Environment: WEFT_RING_MODE (auto, defer, coop, plain) and WEFT_SQPOLL (0,
- * 1), read by weft_config_init; WEFT_DISABLE_OPS, a comma-separated list of
- * IORING_OP_* numbers to treat as missing, so the fallbacks run instead (a
- * work-around for a kernel bug in one opcode). A value other than these
+ * Return: 0; -EINVAL for a bad @cfg; -ENOMEM; or, with backend
+ * WEFT_BACKEND_URING (with AUTO these make the loop run on epoll instead),
+ * the error io_uring set-up gave: -ENOSYS (kernel without io_uring, or a
+ * seccomp filter), -EPERM (the kernel.io_uring_disabled sysctl, or a seccomp
+ * or LSM policy), -ENOMEM (RLIMIT_MEMLOCK on kernels before 5.12).
+ * weft_loop_explain() turns these into a sentence for a person.
+ * Environment: WEFT_RING_MODE (auto, defer, coop, plain), WEFT_SQPOLL (0, 1)
+ * and WEFT_BACKEND (auto, uring, epoll), read by weft_config_init;
+ * WEFT_DISABLE_OPS, a comma-separated list of IORING_OP_* numbers to treat
+ * as missing, so the fallbacks run instead (a work-around for a kernel bug
+ * in one opcode). A value other than these
  * makes weft_loop_create fail with -EINVAL, and weft_loop_explain then names
  * the variable and what it takes.
  */

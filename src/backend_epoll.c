@@ -75,8 +75,8 @@ struct fdent {
 /* op->kflags, the backend's own */
 #define EK_RD (1u << 0)		/* on its fd's rd ring */
 #define EK_WR (1u << 1)		/* on its fd's wr ring */
-#define EK_QUEUED (1u << 2)	/* waiting for a worker */
-#define EK_WORKER (1u << 3)	/* counted in its fd's workers */
+#define EK_WORKER (1u << 2)	/* handed to the workers (queued or running) */
+#define EK_FDCOUNT (1u << 3)	/* counted in its fd's workers */
 #define EK_TIMER (1u << 4)	/* in the deadline heap */
 #define EK_CONNECTING (1u << 5) /* a connect in progress */
 #define EK_RESTORE_FL (1u << 6) /* O_NONBLOCK was added for the connect: take it off */
@@ -544,8 +544,8 @@ static void *worker(void *arg)
 
 		struct weft__op *op = weft__container_of(e->queue.next, struct weft__op, fdlink);
 
-		weft__list_del(&op->fdlink);
-		op->kflags &= ~EK_QUEUED;
+		weft__list_del(
+		    &op->fdlink); /* off the queue: running (the loop never writes kflags here) */
 		pthread_mutex_unlock(&e->mu);
 
 		op->kres = (int32_t)run_blocking(op);
@@ -591,31 +591,29 @@ static int to_worker(struct weft_loop *l, struct weft__op *op)
 			rc = 0; /* the running ones will get to it */
 	}
 	if (rc == 0) {
-		op->kflags |= EK_QUEUED;
+		op->kflags |= EK_WORKER;
 		weft__list_add_before(&e->queue, &op->fdlink);
 		pthread_cond_signal(&e->cv);
 	}
 	pthread_mutex_unlock(&e->mu);
 	if (rc == 0 && d) {
 		d->workers++;
-		op->kflags |= EK_WORKER;
+		op->kflags |= EK_FDCOUNT;
 	}
 	return rc;
 }
 
-/* Take @op out of the worker queue if no worker has it yet. */
+/* Take @op out of the worker queue if no worker has it yet (a queued op is linked). */
 static bool unqueue(struct ep *e, struct weft__op *op)
 {
-	bool was;
+	bool queued;
 
 	pthread_mutex_lock(&e->mu);
-	was = op->kflags & EK_QUEUED;
-	if (was) {
+	queued = op->fdlink.next != &op->fdlink;
+	if (queued)
 		weft__list_del(&op->fdlink);
-		op->kflags &= ~EK_QUEUED;
-	}
 	pthread_mutex_unlock(&e->mu);
-	return was;
+	return queued;
 }
 
 static void close_now(struct weft_loop *l, struct weft__op *op, bool in_tick);
@@ -625,9 +623,10 @@ static void worker_op_over(struct weft_loop *l, struct weft__op *op)
 {
 	struct fdent *d;
 
-	if (!(op->kflags & EK_WORKER))
-		return;
 	op->kflags &= ~EK_WORKER;
+	if (!(op->kflags & EK_FDCOUNT))
+		return;
+	op->kflags &= ~EK_FDCOUNT;
 	d = fd_peek(E(l), op->fd);
 	if (d && --d->workers == 0 && d->closer) {
 		struct weft__op *c = d->closer;
@@ -676,14 +675,12 @@ static bool unwait(struct weft_loop *l, struct weft__op *op)
 		e->nwait--;
 		return true;
 	}
-	if (op->kflags & EK_QUEUED) {
+	if (op->kflags & EK_WORKER) {
 		if (!unqueue(e, op))
-			return false; /* a worker took it just now */
+			return false; /* a worker runs it: it completes on its own */
 		worker_op_over(l, op);
 		return true;
 	}
-	if (op->kflags & EK_WORKER)
-		return false; /* running */
 	return op->code == WEFT__OP_TIMEOUT && (op->kflags & EK_TIMER);
 }
 
@@ -881,7 +878,7 @@ static void ep_cancel_fd(struct weft_loop *l, int fd)
 				struct weft__op *op =
 				    weft__container_of(n, struct weft__op, fdlink);
 
-				if (op->fd == fd && (op->kflags & EK_WORKER) && k < 64)
+				if (op->fd == fd && (op->kflags & EK_FDCOUNT) && k < 64)
 					todo[k++] = op;
 			}
 			pthread_mutex_unlock(&e->mu);
