@@ -101,8 +101,10 @@ struct ep {
 	pthread_t *tids;
 	unsigned threads;
 	unsigned idle;
+	unsigned queued; /* ops on the queue */
 	unsigned max_threads;
 	bool stop;
+	bool want_worker; /* loop thread: start one at the next tick */
 	/* the in-place budget */
 	uint64_t budget_switches;
 	unsigned budget;
@@ -544,8 +546,9 @@ static void *worker(void *arg)
 
 		struct weft__op *op = weft__container_of(e->queue.next, struct weft__op, fdlink);
 
-		weft__list_del(
-		    &op->fdlink); /* off the queue: running (the loop never writes kflags here) */
+		/* Off the queue means running (the loop never writes kflags here). */
+		weft__list_del(&op->fdlink);
+		e->queued--;
 		pthread_mutex_unlock(&e->mu);
 
 		op->kres = (int32_t)run_blocking(op);
@@ -569,15 +572,49 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/* Hand @op to a worker. Return: 0, or -errno when no worker can be started. */
-static int to_worker(struct weft_loop *l, struct weft__op *op)
+/*
+ * Hand @op to a worker. Workers are started by the tick, on the loop's own
+ * stack, never here: pthread_create would run on the calling fiber's stack,
+ * which may be a single page.
+ */
+static void to_worker(struct weft_loop *l, struct weft__op *op)
 {
 	struct ep *e = E(l);
 	struct fdent *d = (op->oflags & WEFT__OPF_HAS_FD) ? fd_get(e, op->fd) : NULL;
-	int rc = 0;
 
 	pthread_mutex_lock(&e->mu);
-	if (e->idle == 0 && e->threads < e->max_threads) {
+	op->kflags |= EK_WORKER;
+	weft__list_add_before(&e->queue, &op->fdlink);
+	e->queued++;
+	if (e->queued > e->idle && e->threads < e->max_threads)
+		e->want_worker = true;
+	pthread_cond_signal(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+	if (d) {
+		d->workers++;
+		op->kflags |= EK_FDCOUNT;
+	}
+}
+
+static void op_cleanup(struct weft__op *op);
+static void defer_done(struct ep *e, struct weft__op *op, int res);
+static void worker_op_over(struct weft_loop *l, struct weft__op *op);
+
+/*
+ * In the tick: start workers while more ops wait than workers are idle. If
+ * not even one can be started, the queued ops fail with the reason.
+ */
+static void start_workers(struct weft_loop *l)
+{
+	struct ep *e = E(l);
+	struct weft__op *failed[64];
+	size_t nfailed = 0;
+	unsigned started = 0;
+	int rc = 0;
+
+	e->want_worker = false;
+	pthread_mutex_lock(&e->mu);
+	while (e->queued > e->idle + started && e->threads < e->max_threads) {
 		sigset_t all;
 		sigset_t old;
 
@@ -585,22 +622,28 @@ static int to_worker(struct weft_loop *l, struct weft__op *op)
 		pthread_sigmask(SIG_SETMASK, &all, &old);
 		rc = -pthread_create(&e->tids[e->threads], NULL, worker, l);
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		if (rc == 0)
-			e->threads++;
-		else if (e->threads > 0)
-			rc = 0; /* the running ones will get to it */
+		if (rc < 0)
+			break;
+		e->threads++;
+		started++;
 	}
-	if (rc == 0) {
-		op->kflags |= EK_WORKER;
-		weft__list_add_before(&e->queue, &op->fdlink);
-		pthread_cond_signal(&e->cv);
+	if (rc < 0 && e->threads == 0) {
+		while (!weft__list_empty(&e->queue) && nfailed < 64) {
+			struct weft__op *op =
+			    weft__container_of(e->queue.next, struct weft__op, fdlink);
+
+			weft__list_del(&op->fdlink);
+			e->queued--;
+			failed[nfailed++] = op;
+		}
+		e->want_worker = !weft__list_empty(&e->queue);
 	}
 	pthread_mutex_unlock(&e->mu);
-	if (rc == 0 && d) {
-		d->workers++;
-		op->kflags |= EK_FDCOUNT;
+	for (size_t i = 0; i < nfailed; i++) {
+		worker_op_over(l, failed[i]);
+		op_cleanup(failed[i]);
+		defer_done(e, failed[i], rc);
 	}
-	return rc;
 }
 
 /* Take @op out of the worker queue if no worker has it yet (a queued op is linked). */
@@ -610,8 +653,10 @@ static bool unqueue(struct ep *e, struct weft__op *op)
 
 	pthread_mutex_lock(&e->mu);
 	queued = op->fdlink.next != &op->fdlink;
-	if (queued)
+	if (queued) {
 		weft__list_del(&op->fdlink);
+		e->queued--;
+	}
 	pthread_mutex_unlock(&e->mu);
 	return queued;
 }
@@ -770,7 +815,8 @@ static void start(struct weft_loop *l, struct weft__op *op)
 	case WEFT__OP_MKDIRAT:
 	case WEFT__OP_FALLOCATE:
 	case WEFT__OP_FTRUNCATE:
-		rc = to_worker(l, op);
+		to_worker(l, op);
+		rc = 0;
 		break;
 	case WEFT__OP_READ:
 	case WEFT__OP_READV:
@@ -792,11 +838,14 @@ static void start(struct weft_loop *l, struct weft__op *op)
 		 */
 		rc = fd_kind(e, op->fd);
 		if (rc == KIND_FILE) {
-			rc = to_worker(l, op);
+			to_worker(l, op);
+			rc = 0;
 		} else if (rc == KIND_POLL) {
 			rc = wait_ready(l, op);
-			if (rc == -EPERM) /* epoll refuses it: a file after all */
-				rc = to_worker(l, op);
+			if (rc == -EPERM) { /* epoll refuses it: a file after all */
+				to_worker(l, op);
+				rc = 0;
+			}
 		}
 		break;
 	default: /* the socket ops and POLL */
@@ -1021,6 +1070,8 @@ static int ep_tick(struct weft_loop *l, bool wait, int64_t deadline)
 	struct epoll_event evs[256];
 	bool got = false;
 
+	if (e->want_worker)
+		start_workers(l);
 	if (atomic_load_explicit(&e->finished, memory_order_relaxed)) {
 		take_finished(l);
 		got = true;

@@ -240,7 +240,16 @@ static int resolve(const char *host, int port, int passive, struct addrinfo **re
 		return -ENOMEM;
 	}
 	r->passive = passive;
-	snprintf(r->port, sizeof(r->port), "%d", port);
+	/* The port as text, without snprintf: the printf family takes ~2 KiB of a fiber's stack. */
+	char digits[8];
+	size_t n = 0;
+
+	do
+		digits[n++] = (char)('0' + port % 10);
+	while ((port /= 10) > 0);
+	for (size_t i = 0; i < n; i++)
+		r->port[i] = digits[n - 1 - i];
+	r->port[n] = '\0';
 
 	int rc = weft__offload_abandonable(run_getaddrinfo, drop_resolve, r);
 

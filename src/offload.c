@@ -22,7 +22,8 @@ struct job {
 	weft_fn fn;
 	void *arg;
 	int result;
-	bool done; /* written by the loop thread only */
+	int failed; /* no worker could run it: -EAGAIN, -ENOMEM (fn never ran) */
+	bool done;  /* written by the loop thread only */
 	struct weft_fiber *fiber;
 	struct job *next;
 };
@@ -34,9 +35,17 @@ struct weft__offload {
 	struct job *tail;
 	unsigned threads; /* started */
 	unsigned idle;	  /* waiting for a job */
+	unsigned queued;  /* jobs on the queue */
 	unsigned max;
 	bool stop;
 	pthread_t *tids;
+	/*
+	 * Workers are started on the loop's own stack, by this record posted
+	 * to the loop's inbox: pthread_create takes about 2 KiB of stack, too
+	 * much for a one-page fiber.
+	 */
+	struct weft__remote start;
+	bool start_posted; /* loop thread only */
 };
 
 static void *worker(void *arg)
@@ -58,6 +67,7 @@ static void *worker(void *arg)
 		p->head = j->next;
 		if (!p->head)
 			p->tail = NULL;
+		p->queued--;
 		pthread_mutex_unlock(&p->mu);
 
 		j->result = j->fn(j->arg);
@@ -118,6 +128,40 @@ static void job_done(struct weft_loop *l, struct weft__remote *r)
 	weft__fiber_wake(j->fiber, 0);
 }
 
+/* On the loop's stack: start workers while more jobs wait than workers are idle. */
+static void start_workers(struct weft_loop *l, struct weft__remote *r)
+{
+	struct weft__offload *p = weft__container_of(r, struct weft__offload, start);
+	unsigned started = 0;
+	int rc = 0;
+
+	p->start_posted = false;
+	pthread_mutex_lock(&p->mu);
+	while (p->queued > p->idle + started && p->threads < p->max) {
+		rc = start_worker(p);
+		if (rc < 0)
+			break;
+		started++;
+	}
+
+	struct job *fail = NULL;
+
+	if (rc < 0 && p->threads == 0) {
+		/* Not one worker: the jobs cannot run; their fibers get the reason. */
+		fail = p->head;
+		p->head = p->tail = NULL;
+		p->queued = 0;
+	}
+	pthread_mutex_unlock(&p->mu);
+	while (fail) {
+		struct job *next = fail->next;
+
+		fail->failed = rc;
+		job_done(l, &fail->remote);
+		fail = next;
+	}
+}
+
 int weft_offload(weft_fn fn, void *arg, int *result)
 {
 	struct weft_fiber *self;
@@ -137,25 +181,29 @@ int weft_offload(weft_fn fn, void *arg, int *result)
 	struct job j = { .remote.run = job_done, .loop = l, .fn = fn, .arg = arg, .fiber = self };
 
 	pthread_mutex_lock(&p->mu);
-	if (p->idle == 0 && p->threads < p->max) {
-		rc = start_worker(p);
-		if (rc < 0 && p->threads == 0) {
-			pthread_mutex_unlock(&p->mu);
-			return rc; /* no worker at all: the job cannot run */
-		}
-	}
 	if (p->tail)
 		p->tail->next = &j;
 	else
 		p->head = &j;
 	p->tail = &j;
+	p->queued++;
+
+	bool need = p->queued > p->idle && p->threads < p->max;
+
 	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);
+	if (need && !p->start_posted) {
+		p->start_posted = true;
+		p->start.run = start_workers;
+		weft__loop_post_remote(l, &p->start);
+	}
 
 	/* A worker cannot be interrupted: a cancel only marks the fiber. */
 	l->remote_expected++;
 	while (!j.done)
 		weft__fiber_park(l, self, &weft__wait_handoff, WEFT_FOREVER);
+	if (j.failed)
+		return j.failed; /* fn never ran */
 	if (result)
 		*result = j.result;
 	return 0;
@@ -176,6 +224,8 @@ enum { AJOB_RUNNING, AJOB_DONE, AJOB_ABANDONED };
 
 struct ajob {
 	struct weft__remote remote;
+	struct weft__remote start; /* its thread is created on the loop's stack */
+	int start_err;
 	struct weft_loop *loop;
 	weft_fn fn;
 	void (*drop)(void *arg);
@@ -209,6 +259,39 @@ static void *ajob_thread(void *arg)
 	return NULL;
 }
 
+/* On the loop's stack (pthread_create needs ~2 KiB): start the job's thread. */
+static void ajob_start(struct weft_loop *l, struct weft__remote *r)
+{
+	struct ajob *j = weft__container_of(r, struct ajob, start);
+	pthread_attr_t attr;
+	pthread_t tid;
+	sigset_t all;
+	sigset_t old;
+	int rc = pthread_attr_init(&attr);
+
+	if (rc == 0) {
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, 256 * 1024); /* getaddrinfo and NSS modules */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		rc = pthread_create(&tid, &attr, ajob_thread, j);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_attr_destroy(&attr);
+	}
+	if (rc != 0) {
+		int running = AJOB_RUNNING;
+
+		if (atomic_compare_exchange_strong(&j->state, &running, AJOB_DONE)) {
+			/* No thread: hand the job back failed to the fiber still waiting. */
+			j->start_err = -rc;
+			ajob_back(l, &j->remote);
+		} else {
+			j->drop(j->arg); /* the fiber left already */
+			free(j);
+		}
+	}
+}
+
 int weft__offload_abandonable(weft_fn fn, void (*drop)(void *arg), void *arg)
 {
 	struct weft_fiber *self;
@@ -221,49 +304,43 @@ int weft__offload_abandonable(weft_fn fn, void (*drop)(void *arg), void *arg)
 	}
 
 	struct weft_loop *l = self->loop;
-	pthread_attr_t attr;
-	pthread_t tid;
-	sigset_t all;
-	sigset_t old;
 
 	*j = (struct ajob){ .remote.run = ajob_back,
+			    .start.run = ajob_start,
 			    .loop = l,
 			    .fn = fn,
 			    .drop = drop,
 			    .arg = arg,
 			    .fiber = self };
 	atomic_init(&j->state, AJOB_RUNNING);
-	if ((rc = pthread_attr_init(&attr)) != 0) {
-		free(j);
-		drop(arg);
-		return -rc;
-	}
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024); /* getaddrinfo and NSS modules */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&tid, &attr, ajob_thread, j);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	if (rc != 0) {
-		free(j);
-		drop(arg);
-		return -rc;
-	}
 	l->remote_expected++;
+	weft__loop_post_remote(l, &j->start);
+	/* Until the thread exists, only a cancel or deadline can wake us: wait for it to start. */
 	while (!j->back) {
 		int wrc = weft__fiber_park(l, self, &weft__wait_event, self->deadline);
 		int running = AJOB_RUNNING;
 
-		if (wrc < 0 && !j->back &&
+		if (j->back)
+			break;
+		if (wrc < 0 && !j->start_err &&
 		    atomic_compare_exchange_strong(&j->state, &running, AJOB_ABANDONED)) {
+			/*
+			 * The thread (started, or about to be by ajob_start, which
+			 * runs before the loop can be destroyed) frees the job.
+			 */
 			l->remote_expected--;
-			return wrc; /* -ETIMEDOUT or -ECANCELED; the thread cleans up */
+			return wrc; /* -ETIMEDOUT or -ECANCELED */
 		}
 		if (wrc < 0)
 			/* Done already, on its way back: wait for it, uninterrupted. */
 			while (!j->back)
 				weft__fiber_park(l, self, &weft__wait_handoff, WEFT_FOREVER);
+	}
+	if (j->start_err) {
+		rc = j->start_err;
+		drop(arg);
+		free(j);
+		return rc;
 	}
 	free(j);
 	return 0;
