@@ -439,6 +439,7 @@ void weft__stack_free(struct weft__stacks *s, struct weft_fiber *f);
 void weft__stacks_fini(struct weft__stacks *s);
 void weft__stack_check(const struct weft__stacks *s, const struct weft_fiber *f);
 void weft__stack_segv_install(void);
+void weft__stack_segv_release(void);
 #if WEFT_STACK_CENSUS
 void weft__census_record(struct weft_loop *l, const struct weft_fiber *f);
 void weft__census_report(struct weft_loop *l);

@@ -411,6 +411,7 @@ void weft_loop_destroy(weft_loop *l)
 	weft__heap_fini(&l->timers);
 	weft__stacks_fini(&l->stacks);
 	free(l);
+	weft__stack_segv_release();
 }
 
 void weft_loop_stats(weft_loop *l, weft_stats *out)

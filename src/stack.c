@@ -34,6 +34,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,8 +389,10 @@ static void put_uint(uint64_t v)
 
 /*
  * SIGSEGV on the alternate stack: if the address is just below the running
- * fiber's stack, name the fiber and abort; otherwise restore the previous
- * action and return, so the fault repeats and takes its normal course.
+ * fiber's stack, name the fiber and abort. Any other fault belongs to the
+ * handler that was there before weft's: call it; if that was the default
+ * action (or SIG_IGN, which cannot ignore a fault), put it back and return,
+ * so the fault repeats and takes its normal course.
  */
 static void segv_handler(int sig, siginfo_t *si, void *uctx)
 {
@@ -397,8 +400,6 @@ static void segv_handler(int sig, siginfo_t *si, void *uctx)
 	struct weft_fiber *f = l ? l->cur : NULL;
 	char *addr = si->si_addr;
 
-	(void)sig;
-	(void)uctx;
 	if (f && addr < f->stack_lo && addr >= f->stack_lo - 64 * 1024) {
 		put_str("weft: fiber ");
 		put_uint(f->id);
@@ -408,31 +409,60 @@ static void segv_handler(int sig, siginfo_t *si, void *uctx)
 		    " bytes (fault in the guard page below it); raise weft_config.stack_size\n");
 		abort();
 	}
+	if (old_segv.sa_flags & SA_SIGINFO) {
+		old_segv.sa_sigaction(sig, si, uctx);
+		return;
+	}
+	if (old_segv.sa_handler != SIG_DFL && old_segv.sa_handler != SIG_IGN) {
+		old_segv.sa_handler(sig);
+		return;
+	}
 	sigaction(SIGSEGV, &old_segv, NULL);
 }
-
-static __thread void *altstack;
 
 static bool segv_is_ours(const struct sigaction *sa)
 {
 	return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == segv_handler;
 }
 
+/* Loops alive in the process: the handler stays installed while there is one. */
+static pthread_mutex_t segv_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long segv_users;
+
+/* Each thread's alternate signal stack, freed when the thread exits. */
+static pthread_key_t altstack_key;
+static pthread_once_t altstack_once = PTHREAD_ONCE_INIT;
+
+static void altstack_free(void *mem)
+{
+	stack_t ss = { .ss_flags = SS_DISABLE };
+	stack_t cur;
+
+	/* Only if it is still ours: a program may have put its own since. */
+	if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == mem && !(cur.ss_flags & SS_ONSTACK))
+		sigaltstack(&ss, NULL);
+	free(mem);
+}
+
+static void altstack_key_make(void)
+{
+	(void)pthread_key_create(&altstack_key, altstack_free);
+}
+
 /*
- * Install the guard-page reporter if SIGSEGV has its default action (a
- * program or sanitizer with its own handler keeps it), and an alternate
- * signal stack on this thread if it has none: the handler cannot run on the
- * stack that just overflowed. Checked at every loop creation, so a process
- * that resets SIGSEGV (a forked child) gets it back.
+ * At loop creation: install the guard-page reporter in front of whatever
+ * SIGSEGV handler the process has (it is chained to, see segv_handler), and
+ * an alternate signal stack on this thread if it has none (the handler
+ * cannot run on the stack that just overflowed).
  */
 void weft__stack_segv_install(void)
 {
 	struct sigaction cur;
 	stack_t ss;
 
-	if (sigaction(SIGSEGV, NULL, &cur) != 0)
-		return;
-	if (!(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL) {
+	pthread_mutex_lock(&segv_mu);
+	segv_users++;
+	if (sigaction(SIGSEGV, NULL, &cur) == 0 && !segv_is_ours(&cur)) {
 		struct sigaction sa;
 
 		memset(&sa, 0, sizeof(sa));
@@ -440,12 +470,13 @@ void weft__stack_segv_install(void)
 		sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
 		sigemptyset(&sa.sa_mask);
 		old_segv = cur;
-		if (sigaction(SIGSEGV, &sa, NULL) != 0)
-			return;
-	} else if (!segv_is_ours(&cur)) {
-		return;
+		(void)sigaction(SIGSEGV, &sa, NULL);
 	}
-	if (altstack || sigaltstack(NULL, &ss) != 0 || !(ss.ss_flags & SS_DISABLE))
+	pthread_mutex_unlock(&segv_mu);
+
+	pthread_once(&altstack_once, altstack_key_make);
+	if (pthread_getspecific(altstack_key) || sigaltstack(NULL, &ss) != 0 ||
+	    !(ss.ss_flags & SS_DISABLE))
 		return;
 
 	size_t size = 64 * 1024;
@@ -454,11 +485,23 @@ void weft__stack_segv_install(void)
 	if (!mem)
 		return;
 	ss = (stack_t){ .ss_sp = mem, .ss_size = size, .ss_flags = 0 };
-	if (sigaltstack(&ss, NULL) != 0) {
+	if (sigaltstack(&ss, NULL) != 0 || pthread_setspecific(altstack_key, mem) != 0) {
+		ss.ss_flags = SS_DISABLE;
+		sigaltstack(&ss, NULL);
 		free(mem);
-		return;
 	}
-	altstack = mem; /* kept for the thread's life: a signal may come at any time */
+}
+
+/* At loop destruction: the last loop of the process puts the old handler back. */
+void weft__stack_segv_release(void)
+{
+	struct sigaction cur;
+
+	pthread_mutex_lock(&segv_mu);
+	if (segv_users > 0 && --segv_users == 0 && sigaction(SIGSEGV, NULL, &cur) == 0 &&
+	    segv_is_ours(&cur))
+		(void)sigaction(SIGSEGV, &old_segv, NULL);
+	pthread_mutex_unlock(&segv_mu);
 }
 
 #if WEFT_STACK_CENSUS

@@ -4,11 +4,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -690,6 +693,95 @@ static void test_fork_child_cannot_touch_the_parents_ring(void **state)
 	assert_int_equal(t_run(fork_in_a_fiber, NULL), 0);
 }
 
+/* ---- the SIGSEGV handler and the alternate signal stack ---- */
+
+static void test_segv_handler_is_put_back_after_the_last_loop(void **state)
+{
+	struct sigaction before;
+	struct sigaction during;
+	struct sigaction after;
+	weft_loop *a;
+
+	(void)state;
+	assert_int_equal(sigaction(SIGSEGV, NULL, &before), 0);
+	assert_int_equal(weft_loop_create(&a, NULL), 0);
+	assert_int_equal(sigaction(SIGSEGV, NULL, &during), 0);
+	assert_true(during.sa_flags & SA_SIGINFO);
+	assert_true(during.sa_sigaction != before.sa_sigaction || !(before.sa_flags & SA_SIGINFO));
+	weft_loop_destroy(a);
+	assert_int_equal(sigaction(SIGSEGV, NULL, &after), 0);
+	assert_true(after.sa_handler == before.sa_handler);
+	assert_int_equal(after.sa_flags & SA_SIGINFO, before.sa_flags & SA_SIGINFO);
+}
+
+#ifndef WEFT_TEST_SANITIZED
+static sigjmp_buf segv_jump;
+static volatile int segv_seen;
+
+static void my_segv(int sig, siginfo_t *si, void *uctx)
+{
+	(void)sig;
+	(void)si;
+	(void)uctx;
+	segv_seen++;
+	siglongjmp(segv_jump, 1);
+}
+#endif
+
+static void test_segv_handler_chains_to_the_programs_own(void **state)
+{
+	(void)state;
+#ifdef WEFT_TEST_SANITIZED
+	skip(); /* the sanitizer owns SIGSEGV */
+#else
+	struct sigaction mine;
+	struct sigaction old;
+	weft_loop *l;
+
+	memset(&mine, 0, sizeof(mine));
+	mine.sa_sigaction = my_segv;
+	mine.sa_flags = SA_SIGINFO;
+	sigemptyset(&mine.sa_mask);
+	assert_int_equal(sigaction(SIGSEGV, &mine, &old), 0);
+	assert_int_equal(weft_loop_create(&l, NULL), 0);
+	volatile int *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(p != MAP_FAILED);
+	if (sigsetjmp(segv_jump, 1) == 0)
+		*p = 1; /* not a fiber's guard page: the program's handler gets it */
+	munmap((void *)p, 4096);
+	assert_int_equal(segv_seen, 1);
+	weft_loop_destroy(l);
+	sigaction(SIGSEGV, &old, NULL);
+#endif
+}
+
+static void *loop_on_a_thread(void *arg)
+{
+	weft_loop *l;
+
+	(void)arg;
+	if (weft_loop_create(&l, NULL) != 0)
+		return (void *)1;
+	weft_loop_destroy(l);
+	return NULL;
+}
+
+/* Each thread that made a loop got an alternate signal stack; it goes with the thread. */
+static void test_threads_that_made_loops_leave_nothing_behind(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 64; i++) {
+		pthread_t t;
+		void *res = (void *)1;
+
+		assert_int_equal(pthread_create(&t, NULL, loop_on_a_thread, NULL), 0);
+		pthread_join(t, &res);
+		assert_null(res);
+	}
+	/* The leak checker of the sanitized run fails the suite if 64 KiB stayed per thread. */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -712,6 +804,9 @@ int main(void)
 		cmocka_unit_test(test_version_matches_header),
 		cmocka_unit_test(test_fork_child_cannot_touch_the_parents_ring),
 		cmocka_unit_test(test_auto_falls_back_to_epoll_where_io_uring_is_refused),
+		cmocka_unit_test(test_segv_handler_is_put_back_after_the_last_loop),
+		cmocka_unit_test(test_segv_handler_chains_to_the_programs_own),
+		cmocka_unit_test(test_threads_that_made_loops_leave_nothing_behind),
 	};
 
 	if (!t_io_uring_usable())

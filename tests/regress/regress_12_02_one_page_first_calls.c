@@ -117,6 +117,12 @@ static void test_first_calls_fit_in_one_page(void **state)
 	socklen_t len = sizeof(a);
 
 	(void)state;
+#ifdef WEFT_TEST_SANITIZED
+	/* ASan's redzones and UBSan's checks take more stack than the page measured here. */
+	print_message("one-page stack budgets do not hold under the sanitizers: skipped\n");
+	close(l);
+	skip();
+#endif
 	assert_true(l >= 0);
 	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
 	assert_int_equal(listen(l, 16), 0);
