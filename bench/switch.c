@@ -1,16 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * bench_switch: ns per fiber switch, two fibers yielding to each other,
- * against glibc swapcontext doing the same ping-pong in the same process.
- * Each side runs REPS times; the line reports medians.
- *   bench=switch n=… weft_ns=… swapcontext_ns=… ratio=… switches_per_yield=…
+ * against glibc swapcontext doing the same ping-pong in the same process,
+ * and against Boost.Context's raw jump_fcontext (peer_switch_boost, beside
+ * this program where libboost-context-dev was found at build time), the
+ * three taking turns. Each runs REPS times; the line reports medians.
+ *   bench=switch n=… weft_ns=… swapcontext_ns=… ratio=… boost_ns=… weft_over_boost=…
  */
 #define _GNU_SOURCE
 #include "common.h"
 
 #include <weft.h>
 
+#include <limits.h>
+#include <stdbool.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 enum { REPS = 7 };
 
@@ -77,6 +82,42 @@ static double swapcontext_once(void)
 	return (double)(b_now() - t0) / (double)(2 * n);
 }
 
+/* Boost.Context's ns per switch from its peer next to this program; -1 if there is none. */
+static double boost_once(long long pairs)
+{
+	char self[PATH_MAX];
+	char cmd[PATH_MAX + 64];
+	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	double ns = -1;
+
+	if (len <= 0)
+		return -1;
+	self[len] = '\0';
+
+	char *slash = strrchr(self, '/');
+
+	if (!slash)
+		return -1;
+	*slash = '\0';
+	snprintf(cmd, sizeof(cmd), "%s/peer_switch_boost", self);
+	if (access(cmd, X_OK) != 0)
+		return -1;
+	snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " %lld", pairs);
+
+	FILE *p = popen(cmd, "r");
+	char line[256];
+
+	if (!p)
+		return -1;
+	while (fgets(line, sizeof(line), p)) {
+		char *at = strstr(line, "boost_ns=");
+
+		if (at)
+			ns = strtod(at + 9, NULL);
+	}
+	return pclose(p) == 0 ? ns : -1;
+}
+
 static int cmp(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -86,7 +127,8 @@ static int cmp(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	double w[REPS], s[REPS], per_yield = 0;
+	double w[REPS], s[REPS], bo[REPS], per_yield = 0;
+	bool have_boost = true;
 
 	if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
 		printf(
@@ -116,12 +158,23 @@ int main(int argc, char **argv)
 		}
 		n = sn / 10; /* swapcontext is slow: fewer rounds, same per-switch figure */
 		s[r] = swapcontext_once();
+		if (have_boost && (bo[r] = boost_once(sn)) < 0)
+			have_boost = false;
 	}
 	qsort(w, REPS, sizeof(double), cmp);
 	qsort(s, REPS, sizeof(double), cmp);
 	printf("bench=switch n=%lld weft_ns=%.2f weft_min_ns=%.2f weft_max_ns=%.2f "
-	       "swapcontext_ns=%.1f ratio=%.0f switches_per_yield=%.3f\n",
+	       "swapcontext_ns=%.1f ratio=%.0f switches_per_yield=%.3f",
 	       sn, w[REPS / 2], w[0], w[REPS - 1], s[REPS / 2], s[REPS / 2] / w[REPS / 2],
 	       per_yield);
+	if (have_boost) {
+		qsort(bo, REPS, sizeof(double), cmp);
+		printf(" boost_ns=%.2f weft_over_boost=%.2f\n", bo[REPS / 2],
+		       w[REPS / 2] / bo[REPS / 2]);
+	} else {
+		printf(" boost_ns=skipped\n");
+		fprintf(stderr, "bench_switch: no Boost.Context peer beside this program (install "
+				"libboost-context-dev and rebuild to compare with it)\n");
+	}
 	return 0;
 }
