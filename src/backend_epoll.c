@@ -35,7 +35,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -615,13 +614,7 @@ static void start_workers(struct weft_loop *l)
 	e->want_worker = false;
 	pthread_mutex_lock(&e->mu);
 	while (e->queued > e->idle + started && e->threads < e->max_threads) {
-		sigset_t all;
-		sigset_t old;
-
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		rc = -pthread_create(&e->tids[e->threads], NULL, worker, l);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		rc = weft__thread_start(&e->tids[e->threads], NULL, worker, l);
 		if (rc < 0)
 			break;
 		e->threads++;

@@ -21,6 +21,8 @@
 #include "weft.h"
 #include "arch/switch.h"
 #include "backend.h"
+
+#include <pthread.h>
 #include "list.h"
 #include "sanitize.h"
 
@@ -457,6 +459,12 @@ static inline int64_t weft__timers_next(const struct weft_loop *l)
 
 /* offload.c */
 void weft__offload_fini(struct weft_loop *l);
+/*
+ * pthread_create with every signal blocked in the new thread: signals belong
+ * to the threads of the program, not to weft's workers. Call it on the
+ * loop's own stack, not a fiber's (it takes about 2 KiB). Return: 0 or -errno.
+ */
+int weft__thread_start(pthread_t *tid, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
 /*
  * Run @fn(@arg) on a thread of its own while the fiber waits, up to its
  * deadline or a cancel. Return: 0 once @fn ran (@arg is the caller's again);

@@ -100,8 +100,7 @@ static struct weft__offload *pool_get(struct weft_loop *l)
 	return p;
 }
 
-/* Start one more worker, with every signal blocked: signals belong to the loop's thread. */
-static int start_worker(struct weft__offload *p)
+int weft__thread_start(pthread_t *tid, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
 	sigset_t all;
 	sigset_t old;
@@ -109,13 +108,20 @@ static int start_worker(struct weft__offload *p)
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 
-	int rc = pthread_create(&p->tids[p->threads], NULL, worker, p);
+	int rc = pthread_create(tid, attr, fn, arg);
 
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0)
-		return -rc;
-	p->threads++;
-	return 0;
+	return -rc;
+}
+
+/* Start one more worker. */
+static int start_worker(struct weft__offload *p)
+{
+	int rc = weft__thread_start(&p->tids[p->threads], NULL, worker, p);
+
+	if (rc == 0)
+		p->threads++;
+	return rc;
 }
 
 /* On the loop's thread, after the tick: the job is back. */
@@ -265,17 +271,12 @@ static void ajob_start(struct weft_loop *l, struct weft__remote *r)
 	struct ajob *j = weft__container_of(r, struct ajob, start);
 	pthread_attr_t attr;
 	pthread_t tid;
-	sigset_t all;
-	sigset_t old;
-	int rc = pthread_attr_init(&attr);
+	int rc = -pthread_attr_init(&attr);
 
 	if (rc == 0) {
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		pthread_attr_setstacksize(&attr, 256 * 1024); /* getaddrinfo and NSS modules */
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		rc = pthread_create(&tid, &attr, ajob_thread, j);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		rc = weft__thread_start(&tid, &attr, ajob_thread, j);
 		pthread_attr_destroy(&attr);
 	}
 	if (rc != 0) {
@@ -283,7 +284,7 @@ static void ajob_start(struct weft_loop *l, struct weft__remote *r)
 
 		if (atomic_compare_exchange_strong(&j->state, &running, AJOB_DONE)) {
 			/* No thread: hand the job back failed to the fiber still waiting. */
-			j->start_err = -rc;
+			j->start_err = rc;
 			ajob_back(l, &j->remote);
 		} else {
 			j->drop(j->arg); /* the fiber left already */
