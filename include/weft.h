@@ -109,6 +109,9 @@ enum weft_timer_mode {
  * Loop settings. Fill with weft_config_init() first, then change fields:
  * new fields take space from reserved[], so the size stays the same.
  */
+/* weft_config.stack_guards: a guard page below every stack (the default). */
+#define WEFT_STACK_GUARDS_ALL UINT32_MAX
+
 typedef struct weft_config {
 	/* SQ ring entries, a power of two in [1, 32768]. Default 256. */
 	uint32_t sq_entries;
@@ -124,7 +127,7 @@ typedef struct weft_config {
 	/*
 	 * Bytes of stack per fiber, rounded up to whole pages, at least one
 	 * page. Default 64 KiB. Only the pages a fiber touches cost memory.
-	 * One page (4096, less the fiber's control block: about 3.8 KiB) holds
+	 * One page (4096 bytes, 64 fewer without a guard page) holds
 	 * weft's own calls (measured with -Dstack_census: 0.3-0.5 KiB on
 	 * io_uring, 0.9-1.3 KiB on epoll) and frames of a few hundred bytes; it does
 	 * not hold the printf family (about 2 KiB), getaddrinfo or other deep
@@ -135,15 +138,31 @@ typedef struct weft_config {
 	 */
 	size_t stack_size;
 	/*
-	 * Guard pages below stacks; 0 turns them off. On Linux 6.13 and later
-	 * a guard page is a page-table marker (MADV_GUARD_INSTALL) that costs
-	 * no memory mapping, and every stack of more than one page gets one.
-	 * Otherwise a guard page costs two kernel memory mappings
-	 * (vm.max_map_count is 65530 on a stock kernel), and only the first
-	 * stack_guards stacks get one. One-page stacks past the first
-	 * stack_guards go unguarded into huge-page-backed slabs. An unguarded
-	 * stack is checked by a canary and a stack-pointer bound at every
-	 * switch instead. Default 8192.
+	 * Guard pages below stacks. The rule: with WEFT_STACK_GUARDS_ALL (the
+	 * default) every stack has a guard page. On Linux 6.13 and later a
+	 * guard page is a page-table marker (MADV_GUARD_INSTALL) that costs no
+	 * memory mapping; before, it is an mprotect()ed page that costs two
+	 * mappings, limited by vm.max_map_count (65530 on a stock kernel): weft
+	 * leaves the program an eighth of it (at least 4096) and, once the rest
+	 * is used (about 26,000 stacks), weft_spawn fails -ENOMEM rather than
+	 * hand out an unguarded stack (weft_loop_explain(-ENOMEM) says so). Any
+	 * other number N: on kernels before 6.13 the first N stacks are guarded
+	 * and the rest are not, by the program's choice; with markers every
+	 * stack still is. 0: no guard pages at all. The environment variable
+	 * WEFT_GUARD_MARKERS=off makes weft use mprotect() even where markers
+	 * work (for tests).
+	 *
+	 * A fault in a guard page aborts with a message naming the fiber, as
+	 * long as the overflowing frame is smaller than the guard page (4 KiB;
+	 * gcc's -fstack-clash-protection makes larger frames probe it). An
+	 * unguarded stack has instead a red zone of 64 bytes below it, checked
+	 * with the stack pointer at every switch away from the fiber: an
+	 * overflow that writes the red zone, or is still out of bounds at the
+	 * switch, aborts naming the fiber; a frame that leaps over the red zone
+	 * without writing it corrupts the top of another fiber's stack
+	 * undetected. Unguarded one-page stacks go into huge-page-backed slabs
+	 * (the million-fiber set-up: stack_size 4096, stack_guards 0). Guarded
+	 * and unguarded stacks cost the same memory.
 	 */
 	uint32_t stack_guards;
 	/* Most fibers alive at once; weft_spawn fails -EAGAIN past it. Default 4194304. */
@@ -224,8 +243,9 @@ typedef struct weft_stats {
 	uint64_t stacks_guarded; /* of those, with a guard page */
 	/*
 	 * Bytes of one stack slot: weft_config.stack_size rounded up to whole
-	 * pages. A fiber can use this less the fiber's control block at the
-	 * top (about 200 bytes) and, on a guarded stack, its guard page.
+	 * pages. A fiber can use all of it on a guarded stack (the guard page
+	 * comes on top), 64 bytes less on an unguarded one (the red zone of
+	 * the stack above). Control blocks live apart from the stacks.
 	 */
 	uint64_t stack_size;
 	uint32_t ring_mode;  /* enum weft_ring_mode in use (0 on epoll) */
@@ -233,7 +253,19 @@ typedef struct weft_stats {
 	uint64_t timers;     /* fibers parked with a deadline now (entries in the timer heap) */
 	uint32_t backend;    /* enum weft_backend that runs: URING or EPOLL */
 	uint32_t reserved32;
-	uint64_t reserved[6];
+	/*
+	 * Freed stacks given back to the kernel but for their top page: the 64
+	 * most recently freed stacks keep every page their fibers touched; once
+	 * 256 more hold pages below the top one, the oldest are trimmed
+	 * (MADV_DONTNEED), so memory follows the fibers alive, not the peak.
+	 */
+	uint64_t stacks_trimmed;
+	/*
+	 * Builds configured with -Dstack_census=true: the deepest stack use of
+	 * any fiber of this loop that has ended, in bytes. 0 in other builds.
+	 */
+	uint64_t stack_deepest;
+	uint64_t reserved[4];
 } weft_stats;
 
 /*

@@ -236,11 +236,12 @@ struct weft_fiber {
 	int64_t deadline;	   /* absolute ns or WEFT_FOREVER */
 	struct weft__wait *wait;   /* what it is parked on, while PARKED */
 	struct weft_fiber *joiner; /* fiber parked in weft_join on us */
-	char *stack_lo;		   /* lowest usable byte (holds the canary) */
+	char *stack_lo;		   /* lowest usable byte (a guard page or red zone below) */
 	char *stack_top;	   /* first byte above the usable stack */
 	void *asan_fake;	   /* ASan fake stack saved across a switch */
 	unsigned vg_id;		   /* valgrind stack id; survives reuse */
-	bool guarded;		   /* a guard page lies below stack_lo */
+	bool guarded;		   /* a guard page lies below stack_lo, else a red zone */
+	bool cold;		   /* free, on the stacks' cold list through all */
 };
 
 /* ---- timer heap (heap.c) ---------------------------------------------------- */
@@ -274,18 +275,23 @@ struct weft__slab {
 	char *base;
 	size_t len;
 	size_t count;
+	struct weft_fiber *fibers; /* the control blocks of its stacks */
 };
 
 struct weft__stacks {
 	size_t slot;	    /* bytes per stack slot, a page multiple */
 	size_t page;	    /* page size */
-	size_t guards_left; /* stacks that may still get a guard page */
+	size_t guards_left; /* stacks that may still get an mprotect()ed guard page */
+	bool guards_all;    /* stack_guards is WEFT_STACK_GUARDS_ALL */
+	struct weft__list cold; /* freed stacks holding pages below the top one, oldest first */
+	size_t cold_count;
+	uint64_t trimmed; /* stacks trimmed back to their top page */
 	size_t next_slab;   /* stacks in the next slab (grows geometrically) */
 	struct weft__slab *slabs;
 	struct weft_fiber *free; /* fibers ready for reuse */
 	uint64_t mapped;
 	uint64_t guarded;
-	uint64_t canary;    /* written at stack_lo, checked at every switch */
+	uint64_t canary;    /* fills the red zones, checked at every switch */
 	bool populate;	    /* MADV_POPULATE_WRITE works on this kernel */
 	bool markers;	    /* MADV_GUARD_INSTALL works on this kernel (6.13) */
 	bool batch;	    /* process_madvise() takes our advice in batches */

@@ -69,7 +69,7 @@ void weft_config_init(weft_config *cfg)
 	cfg->ring_mode = env_ring_mode();
 	cfg->timer_mode = WEFT_TIMERS_HEAP;
 	cfg->stack_size = 64 * 1024;
-	cfg->stack_guards = 8192;
+	cfg->stack_guards = WEFT_STACK_GUARDS_ALL;
 	cfg->max_fibers = 4u << 20;
 	cfg->offload_threads = 4;
 	cfg->backend = env_backend();
@@ -423,6 +423,7 @@ void weft_loop_stats(weft_loop *l, weft_stats *out)
 	out->inflight = l->inflight;
 	out->stacks = l->stacks.mapped;
 	out->stacks_guarded = l->stacks.guarded;
+	out->stacks_trimmed = l->stacks.trimmed;
 	out->timers = l->timers.len;
 	l->be->stats(l, out);
 }
@@ -507,6 +508,12 @@ const char *weft_loop_explain(int err)
 			 what ? what : "unknown error", err);
 		return plain_sentence;
 	}
+	if (err == -ENOMEM && !strcmp(failed_call, "vm.max_map_count"))
+		return "no stack could get a guard page: this kernel (before Linux 6.13) makes each "
+		       "guard page cost two memory mappings and vm.max_map_count is nearly used; "
+		       "raise it ('sysctl -w vm.max_map_count=1048576' as root), or set "
+		       "weft_config.stack_guards to the number of guarded stacks wanted (the "
+		       "others go unguarded) or to 0.";
 	if (err == -ENOMEM && !strcmp(failed_call, "malloc"))
 		return "out of memory while setting up weft's loop.";
 	switch (err) {

@@ -1,39 +1,58 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The stack pool: fiber stacks come in slabs (one mmap each, growing
- * geometrically) and are reused through a free list, never unmapped before
- * the loop is destroyed. Each stack's control block sits at its top (see
- * struct weft_fiber). The invariant: a stack on the free list belongs to no
- * fiber and no SQE.
+ * geometrically) and are reused last in, first out through a free list, so
+ * the stack a fiber gets is the one most recently warm. A slab's fiber
+ * control blocks live in a separate array, never in a stack slot: an
+ * overflow can reach memory below its stack, never another fiber's saved
+ * registers. The invariant: a stack on the free list belongs to no fiber and
+ * no SQE.
  *
- * Overflow detection:
- *   - Guard pages. On Linux 6.13 and later a guard page is a marker in the
- *     page table (MADV_GUARD_INSTALL): it costs no memory mapping, so every
- *     stack gets one, installed 1024 at a time with process_madvise(). On
- *     older kernels a guard page is an mprotect()ed page that splits the
- *     mapping, and vm.max_map_count (65530 by default) stops that near 32k
- *     stacks, so only the first weft_config.stack_guards stacks get one. A
- *     fault in a guard page is reported naming the fiber (if the process has
- *     no SIGSEGV handler of its own).
- *   - Canaries. Every stack has a canary at its lowest usable word, and every
- *     switch checks it and the stack pointer. Every slab has a guard page
- *     below it, so an overflow never runs into memory that is not a stack.
- *   - One-page stacks (stack_size 4096, the million-fiber set-up) past the
- *     first stack_guards go unguarded into slabs backed by transparent huge
- *     pages, because a guard would break up the huge page (see below).
+ * Overflow detection (the rule the header states for stack_guards):
+ *   - Guard pages. Every stack gets one unless stack_guards is 0. On Linux
+ *     6.13 and later a guard page is a marker in the page table
+ *     (MADV_GUARD_INSTALL): it costs no memory mapping, and markers are
+ *     installed 1024 at a time with process_madvise(). On older kernels a
+ *     guard page is an mprotect()ed page that splits the mapping in two, so
+ *     guards are limited by a budget taken from vm.max_map_count (see
+ *     map_budget); past it weft_spawn fails -ENOMEM unless the program set a
+ *     number of guards, in which case the stacks past that number go
+ *     unguarded by its choice. A fault in a guard page is reported naming
+ *     the fiber.
+ *   - Red zones. An unguarded stack has REDZONE bytes of a canary just below
+ *     it, checked with the stack pointer at every switch away from it. The
+ *     red zone lies in the top page of the slot below (or a page of its own
+ *     under the slab's lowest stack), a page that is touched anyway: the
+ *     canary costs no page of its own, so unguarded and guarded stacks cost
+ *     the same memory. A frame larger than the red zone can skip it without
+ *     writing it: without a guard page that overflow writes into the top of
+ *     the stack below, and is found only if it also breaks the canary or the
+ *     stack pointer is still out of bounds at the next switch.
+ *   - Every slab has an inaccessible page below it, so an overflow never
+ *     runs into memory that is not a stack.
+ *   - One-page stacks without guards (stack_size 4096, stack_guards 0: the
+ *     million-fiber set-up) go into slabs backed by transparent huge pages,
+ *     which a guard marker would break up.
  *
- * Page costs on the virtual machines weft is measured on (bench/pagecost):
- * a first-touch fault of a 4 KiB page costs ~10-13 us; MADV_POPULATE_WRITE
- * costs ~2.5 us a page one call per page, ~0.8 us a page batched through
- * process_madvise(), and the first touch after it still ~1.7-5 us (the
- * hypervisor fills its own tables); a transparent huge page costs ~0.23 us
- * per 4 KiB once the host has backed the memory. So a new slab pre-faults the
- * top page of every stack in batches, and a slab of one-page stacks asks for
- * huge pages instead; reuse faults nothing.
+ * Memory: a stack costs the pages its fiber touched. The TRIM_WARM stacks
+ * freed most recently keep them; once more than TRIM_WARM + TRIM_BATCH freed
+ * stacks hold pages below their top page, the oldest are trimmed back to
+ * their top page with MADV_DONTNEED (batched through process_madvise where
+ * the kernel takes it), so a burst of deep fibers does not hold its memory
+ * for ever.
+ *
+ * Page costs on the virtual machines weft is measured on (bench/fibercost):
+ * a first-touch fault of a 4 KiB page costs most in the kernel's zeroing of
+ * the page, ~1.5-13 us depending on the host; a transparent huge page costs
+ * ~0.23 us per 4 KiB once the host has backed the memory. A new slab
+ * pre-faults the top page of every stack in batches (MADV_POPULATE_WRITE), a
+ * slab of unguarded one-page stacks asks for huge pages instead; reuse
+ * faults nothing.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -58,6 +77,9 @@
 #define BATCH 1024 /* UIO_MAXIOV */
 
 #define FIRST_SLAB 16
+#define REDZONE 64	  /* bytes of canary below an unguarded stack */
+#define TRIM_WARM 64	  /* freed stacks kept with all their pages */
+#define TRIM_BATCH 256	  /* cold stacks trimmed together */
 #define HUGE ((size_t)2 << 20) /* a transparent huge page on x86-64 and 4K-page aarch64 */
 #define MAX_SLAB 4096
 
@@ -71,10 +93,11 @@ int weft__stacks_init(struct weft__stacks *s, const weft_config *cfg)
 	memset(s, 0, sizeof(*s));
 	s->page = (size_t)sysconf(_SC_PAGESIZE);
 	s->slot = round_up(cfg->stack_size, s->page);
-	if (s->slot < sizeof(struct weft_fiber) + 1024)
-		s->slot = round_up(sizeof(struct weft_fiber) + 1024, s->page);
-	s->guards_left = cfg->stack_guards;
+	if (s->slot < 1024 + REDZONE)
+		s->slot = round_up(1024 + REDZONE, s->page);
 	s->guards_wanted = cfg->stack_guards > 0;
+	s->guards_all = cfg->stack_guards == WEFT_STACK_GUARDS_ALL;
+	s->guards_left = cfg->stack_guards;
 	s->next_slab = FIRST_SLAB;
 	s->populate = true;
 	s->iov = malloc(BATCH * sizeof(*s->iov));
@@ -82,47 +105,66 @@ int weft__stacks_init(struct weft__stacks *s, const weft_config *cfg)
 	s->markers = true; /* until the first slab's probe says otherwise */
 	s->thp = s->page == 4096;
 	s->canary = 0x5741524e5f574654ull ^ (uint64_t)(uintptr_t)s ^ (uint64_t)getpid() << 17;
+	weft__list_init(&s->cold);
 	return 0;
 }
 
 /*
- * Give @advice for @count pages, one at @base + i * @stride + @off each:
- * through process_madvise() in batches where the kernel allows it (one
- * system call per 1024 pages), else one madvise() per page. 0 or -errno.
+ * Give @advice for the @n ranges of @iov (n <= BATCH): with one
+ * process_madvise() where the kernel takes it (Linux 5.10; any advice for
+ * the calling process since 6.13), else one madvise() each. 0 or -errno.
  */
+static int advise_iov(struct weft__stacks *s, const struct iovec *iov, size_t n, int advice)
+{
+	size_t total = 0;
+
+	for (size_t i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	if (s->batch) {
+		int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+		long rc = pidfd < 0 ? -1 : syscall(SYS_process_madvise, pidfd, iov, n, advice, 0);
+
+		if (pidfd >= 0)
+			close(pidfd);
+		if (rc == (long)total)
+			return 0;
+		/* Before 5.10, under seccomp, or an advice it does not take: go one by one. */
+		if (rc <= 0)
+			s->batch = false;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (madvise(iov[i].iov_base, iov[i].iov_len, advice) != 0)
+			return -errno;
+	return 0;
+}
+
+/* Give @advice for @count pages, one at @base + i * @stride + @off each. 0 or -errno. */
 static int advise_each(struct weft__stacks *s, char *base, size_t count, size_t stride, size_t off,
 		       int advice)
 {
-	if (s->batch) {
-		int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-		/* Made at loop creation: this may run on a one-page fiber stack. */
-		struct iovec *iov = s->iov;
-		size_t done = 0;
+	/* Made at loop creation: this may run on a one-page fiber stack. */
+	struct iovec *iov = s->iov;
+	size_t done = 0;
 
-		while (pidfd >= 0 && iov && done < count) {
-			size_t n = count - done < BATCH ? count - done : BATCH;
-
-			for (size_t i = 0; i < n; i++) {
-				iov[i].iov_base = base + (done + i) * stride + off;
-				iov[i].iov_len = s->page;
-			}
-			if (syscall(SYS_process_madvise, pidfd, iov, n, advice, 0) !=
-			    (long)(n * s->page))
-				break;
-			done += n;
-		}
-		if (pidfd >= 0)
-			close(pidfd);
-		if (done == count)
-			return 0;
-		/* Before 5.10, under seccomp, or an advice it does not take: go one by one. */
-		s->batch = done > 0;
-		base += done * stride;
-		count -= done;
+	if (!iov) {
+		for (size_t i = 0; i < count; i++)
+			if (madvise(base + i * stride + off, s->page, advice) != 0)
+				return -errno;
+		return 0;
 	}
-	for (size_t i = 0; i < count; i++)
-		if (madvise(base + i * stride + off, s->page, advice) != 0)
-			return -errno;
+	while (done < count) {
+		size_t n = count - done < BATCH ? count - done : BATCH;
+		int rc;
+
+		for (size_t i = 0; i < n; i++) {
+			iov[i].iov_base = base + (done + i) * stride + off;
+			iov[i].iov_len = s->page;
+		}
+		rc = advise_iov(s, iov, n, advice);
+		if (rc < 0)
+			return rc;
+		done += n;
+	}
 	return 0;
 }
 
@@ -140,40 +182,97 @@ static void populate(struct weft__stacks *s, char *base, size_t count, size_t sl
 		s->populate = false;
 }
 
-/* Carve @count stacks out of @base and push them on the free list. */
-static void carve(struct weft__stacks *s, char *base, size_t count, size_t slot, bool guarded)
+/* Carve the @count stacks of @slab (at @base) and push them on the free list. */
+static void carve(struct weft__stacks *s, struct weft__slab *slab, char *base, size_t slot,
+		  bool guarded)
 {
-	for (size_t i = count; i-- > 0;) {
+	for (size_t i = slab->count; i-- > 0;) {
+		struct weft_fiber *f = &slab->fibers[i];
 		char *lo = base + i * slot;
 		char *end = lo + slot;
-		struct weft_fiber *f =
-		    (struct weft_fiber *)((uintptr_t)(end - sizeof(struct weft_fiber)) &
-					  ~(uintptr_t)63);
 
 		if (guarded)
 			lo += s->page;
-		memset(f, 0, sizeof(*f));
+		else
+			end -= REDZONE; /* the red zone of the stack above */
 		f->stack_lo = lo;
-		f->stack_top = (char *)((uintptr_t)f & ~(uintptr_t)15);
+		f->stack_top = end;
 		f->guarded = guarded;
-		f->vg_id = weft__vg_stack_register(lo, f->stack_top);
-		/* A guarded stack needs no canary, and writing one would fault its page in. */
-		if (!guarded)
-			*(uint64_t *)lo = s->canary;
+		f->vg_id = weft__vg_stack_register(lo, end);
+		if (!guarded) /* in the page below, which is touched anyway */
+			for (size_t w = 0; w < REDZONE / 8; w++)
+				((uint64_t *)lo)[-1 - (ptrdiff_t)w] = s->canary;
 		f->next = s->free;
 		s->free = f;
 	}
 }
 
-/* Map a new slab; -ENOMEM if the kernel refuses. */
 static void probe_markers(struct weft__stacks *s)
 {
 	char *p = mmap(NULL, s->page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	const char *env = getenv("WEFT_GUARD_MARKERS");
 
 	s->markers = p != MAP_FAILED && madvise(p, s->page, MADV_GUARD_INSTALL) == 0;
 	if (p != MAP_FAILED)
 		munmap(p, s->page);
+	/* Tests of the mprotect path on kernels that have markers. */
+	if (env && !strcmp(env, "off"))
+		s->markers = false;
 	s->probed = true;
+}
+
+/* Read a small decimal file (a sysctl); -1 if it cannot be. */
+static long read_long(const char *path)
+{
+	char buf[32];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	long v = 0;
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return -1;
+	for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+		v = v * 10 + (buf[i] - '0');
+	return v;
+}
+
+/* Memory mappings the process has now (lines of /proc/self/maps); -1 if unknown. */
+static long maps_in_use(struct weft__stacks *s)
+{
+	/* The iov array doubles as the buffer: this may run on a one-page stack. */
+	char *buf = (char *)s->iov;
+	size_t cap = BATCH * sizeof(*s->iov);
+	int fd = buf ? open("/proc/self/maps", O_RDONLY | O_CLOEXEC) : -1;
+	long lines = 0;
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	while ((n = read(fd, buf, cap)) > 0)
+		for (ssize_t i = 0; i < n; i++)
+			lines += buf[i] == '\n';
+	close(fd);
+	return n < 0 ? -1 : lines;
+}
+
+/*
+ * How many more stacks may get an mprotect()ed guard page: each costs two
+ * mappings (the guard splits the slab), and weft leaves the program an
+ * eighth of vm.max_map_count (at least 4096) for its own mappings, of which
+ * a stock kernel allows 65530: about 26,000 guarded stacks in all.
+ */
+static size_t map_budget(struct weft__stacks *s)
+{
+	long max = read_long("/proc/sys/vm/max_map_count");
+	long used = maps_in_use(s);
+	long keep;
+
+	if (max <= 0 || used < 0)
+		return 0;
+	keep = max / 8 > 4096 ? max / 8 : 4096;
+	return max - keep - used > 4 ? (size_t)(max - keep - used - 4) / 2 : 0;
 }
 
 /* Make the first page of each of @count slots of @base a guard page. */
@@ -187,21 +286,51 @@ static int install_guards(struct weft__stacks *s, char *base, size_t count, size
 	return 0;
 }
 
+/*
+ * Whether the next slab is guarded, and at most how many stacks it may
+ * hold: the rule of weft_config.stack_guards. -ENOMEM when every stack must
+ * be guarded and the map-count budget has none left.
+ */
+static int plan_guards(struct weft__stacks *s, bool *guarded, size_t *count)
+{
+	size_t budget;
+
+	*guarded = false;
+	if (!s->guards_wanted)
+		return 0;
+	*guarded = true;
+	if (s->markers)
+		return 0;
+	budget = map_budget(s);
+	if (!s->guards_all && budget > s->guards_left)
+		budget = s->guards_left;
+	if (budget == 0) {
+		if (s->guards_all) {
+			weft__loop_note_failure("vm.max_map_count", -ENOMEM);
+			return -ENOMEM;
+		}
+		*guarded = false; /* past the number the program asked for */
+		return 0;
+	}
+	if (*count > budget)
+		*count = budget;
+	return 0;
+}
+
 /* Map a new slab; -ENOMEM if the kernel refuses. */
 static int grow(struct weft__stacks *s)
 {
 	if (!s->probed)
 		probe_markers(s);
 
-	/* Guard markers cost no mapping: every stack of more than a page gets one. */
-	bool unlimited = s->markers && s->slot > s->page && s->guards_wanted;
-	bool guarded = unlimited || s->guards_left > 0;
+	bool guarded;
 	size_t count = s->next_slab;
+	int rc = plan_guards(s, &guarded, &count);
+
+	if (rc < 0)
+		return rc;
+
 	size_t slot = s->slot + (guarded ? s->page : 0);
-
-	if (guarded && !unlimited && count > s->guards_left)
-		count = s->guards_left;
-
 	/*
 	 * Unguarded one-page stacks go into huge pages: whole ones, so the slab
 	 * is a multiple of HUGE bytes and starts on a HUGE boundary (a
@@ -213,8 +342,9 @@ static int grow(struct weft__stacks *s)
 	if (huge)
 		count = round_up(count, per_huge);
 
-	/* One extra page below the slab: the guard of its lowest stack. */
-	size_t len = count * slot + s->page;
+	/* Two pages below the slab: an inaccessible one, then the lowest red zone's. */
+	size_t below = 2 * s->page;
+	size_t len = count * slot + below;
 	size_t extra = huge ? HUGE : 0;
 	char *map = mmap(NULL, len + extra, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
@@ -222,35 +352,41 @@ static int grow(struct weft__stacks *s)
 	if (map == MAP_FAILED)
 		return -ENOMEM;
 	if (huge) {
-		/* Trim to [aligned - page, aligned + count * slot). */
-		char *aligned = (char *)round_up((uintptr_t)map + s->page, HUGE);
-		size_t head = (size_t)(aligned - s->page - map);
+		/* Trim to [aligned - below, aligned + count * slot). */
+		char *aligned = (char *)round_up((uintptr_t)map + below, HUGE);
+		size_t head = (size_t)(aligned - below - map);
 
 		if (head)
 			munmap(map, head);
 		if (extra - head)
 			munmap(aligned + count * slot, extra - head);
-		map = aligned - s->page;
+		map = aligned - below;
 	}
 
 	struct weft__slab *slab = malloc(sizeof(*slab));
+	struct weft_fiber *fibers = calloc(count, sizeof(*fibers));
 
-	if (!slab) {
+	if (!slab || !fibers) {
 		munmap(map, len);
+		free(slab);
+		free(fibers);
 		return -ENOMEM;
 	}
-	char *base = map + s->page;
+	char *base = map + below;
 
 	if (mprotect(map, s->page, PROT_NONE) != 0)
 		goto out_unmap;
 	if (guarded && install_guards(s, base, count, slot) < 0)
 		goto out_unmap;
 
-	*slab = (struct weft__slab){ .next = s->slabs, .base = map, .len = len, .count = count };
+	*slab = (struct weft__slab){
+		.next = s->slabs, .base = map, .len = len, .count = count, .fibers = fibers
+	};
 	s->slabs = slab;
 	s->mapped += count;
 	if (guarded) {
-		s->guards_left -= unlimited || count > s->guards_left ? s->guards_left : count;
+		if (!s->markers && !s->guards_all)
+			s->guards_left -= count;
 		s->guarded += count;
 	}
 	do
@@ -264,27 +400,31 @@ static int grow(struct weft__stacks *s)
 		s->thp = s->thp && !huge; /* THP off in this kernel: no more aligning */
 		populate(s, base, count, slot);
 	}
-	carve(s, base, count, slot, guarded);
+	carve(s, slab, base, slot, guarded);
 	return 0;
 
 out_unmap:
 	munmap(map, len);
 	free(slab);
-	if (guarded && !unlimited) {
-		/* The map count ran out: no more guard pages, fall back to canaries. */
-		s->guards_left = 0;
-		return grow(s);
-	}
+	free(fibers);
 	if (guarded && s->markers) {
 		s->markers = false; /* refused after the probe (seccomp?): use mprotect */
 		return grow(s);
 	}
+	if (guarded && !s->guards_all) {
+		/* The map count ran out before the number the program asked for. */
+		s->guards_left = 0;
+		return grow(s);
+	}
+	if (guarded)
+		weft__loop_note_failure("vm.max_map_count", -ENOMEM);
 	return -ENOMEM;
 }
 
 /*
- * Take a stack from the pool. Its control block is zeroed except for the
- * stack bounds, the guard flag and the valgrind id. NULL when out of memory.
+ * Take a stack from the pool, the one freed last. Its control block is
+ * zeroed except for the stack bounds, the guard flag and the valgrind id.
+ * NULL when out of memory.
  */
 struct weft_fiber *weft__stack_alloc(struct weft__stacks *s)
 {
@@ -295,6 +435,10 @@ struct weft_fiber *weft__stack_alloc(struct weft__stacks *s)
 
 	s->free = f->next;
 	assert(f->state == WEFT__FIBER_FREE);
+	if (f->cold) {
+		weft__list_del(&f->all);
+		s->cold_count--;
+	}
 	char *lo = f->stack_lo;
 	char *top = f->stack_top;
 	unsigned vg_id = f->vg_id;
@@ -305,12 +449,42 @@ struct weft_fiber *weft__stack_alloc(struct weft__stacks *s)
 	f->stack_top = top;
 	f->vg_id = vg_id;
 	f->guarded = guarded;
+	f->cold = false;
 	f->asan_fake = NULL;
 	weft__asan_unpoison(lo, (size_t)(top - lo));
 #if WEFT_STACK_CENSUS
-	memset(lo + 8, 0xa5, (size_t)(top - lo) - 8);
+	memset(lo, 0xa5, (size_t)(top - lo));
 #endif
 	return f;
+}
+
+/* The bytes of @f's stack below its top page: what a trim gives back. */
+static size_t below_top_page(const struct weft__stacks *s, const struct weft_fiber *f)
+{
+	uintptr_t top_page = ((uintptr_t)f->stack_top - 1) & ~(uintptr_t)(s->page - 1);
+
+	return top_page > (uintptr_t)f->stack_lo ? top_page - (uintptr_t)f->stack_lo : 0;
+}
+
+/* Trim the oldest freed stacks back to their top page, until TRIM_WARM hold more. */
+static void trim_cold(struct weft__stacks *s)
+{
+	size_t n = 0;
+
+	while (s->cold_count > TRIM_WARM) {
+		struct weft_fiber *f = weft__container_of(s->cold.next, struct weft_fiber, all);
+
+		weft__list_del(&f->all);
+		f->cold = false;
+		s->cold_count--;
+		s->iov[n].iov_base = f->stack_lo;
+		s->iov[n].iov_len = below_top_page(s, f);
+		s->trimmed++;
+		if (++n == BATCH || s->cold_count == TRIM_WARM) {
+			(void)advise_iov(s, s->iov, n, MADV_DONTNEED); /* failure costs memory only */
+			n = 0;
+		}
+	}
 }
 
 /* Give a stack back. Its fiber must be DONE and owe the kernel nothing. */
@@ -320,6 +494,13 @@ void weft__stack_free(struct weft__stacks *s, struct weft_fiber *f)
 	f->state = WEFT__FIBER_FREE;
 	f->next = s->free;
 	s->free = f;
+	if (s->iov && below_top_page(s, f) > 0) {
+		/* Newest last: trimming starts from the stacks freed longest ago. */
+		f->cold = true;
+		weft__list_add_before(&s->cold, &f->all);
+		if (++s->cold_count > TRIM_WARM + TRIM_BATCH)
+			trim_cold(s);
+	}
 }
 
 void weft__stacks_fini(struct weft__stacks *s)
@@ -336,28 +517,36 @@ void weft__stacks_fini(struct weft__stacks *s)
 		 */
 		weft__asan_unpoison(slab->base, slab->len);
 		munmap(slab->base, slab->len);
+		free(slab->fibers);
 		free(slab);
 		slab = next;
 	}
 	s->slabs = NULL;
 	s->free = NULL;
+	weft__list_init(&s->cold);
+	s->cold_count = 0;
 	free(s->iov);
 	s->iov = NULL;
 }
 
 /*
- * Called when @f switches away: its canary must be intact and the stack
- * pointer inside its stack. A broken one means memory below the stack has
- * been written; nothing can be trusted after that, so abort.
+ * Called when @f switches away: the red zone below an unguarded stack must
+ * be intact and the stack pointer inside its stack. A broken one means
+ * memory below the stack has been written; nothing can be trusted after
+ * that, so abort.
  */
 void weft__stack_check(const struct weft__stacks *s, const struct weft_fiber *f)
 {
 	char *sp = __builtin_frame_address(0);
+	const uint64_t *rz = (const uint64_t *)f->stack_lo - REDZONE / 8;
+	uint64_t diff = 0;
 
-	if (WEFT__UNLIKELY(!f->guarded && *(const uint64_t *)f->stack_lo != s->canary))
-		WEFT__BUG(f,
-			  "stack overflow: the canary at the bottom of its stack was overwritten; "
-			  "raise weft_config.stack_size");
+	if (!f->guarded)
+		for (size_t w = 0; w < REDZONE / 8; w++)
+			diff |= rz[w] ^ s->canary;
+	if (WEFT__UNLIKELY(diff))
+		WEFT__BUG(f, "stack overflow: the red zone below its stack was overwritten; "
+			     "raise weft_config.stack_size");
 	if (WEFT__UNLIKELY(sp < f->stack_lo || sp > f->stack_top))
 		WEFT__BUG(f, "stack overflow: the stack pointer left its stack; "
 			     "raise weft_config.stack_size");
@@ -510,12 +699,15 @@ void weft__stack_segv_release(void)
 /* Bytes of @f's stack that were touched: the pattern stops at the deepest. */
 void weft__census_record(struct weft_loop *l, const struct weft_fiber *f)
 {
-	const unsigned char *p = (const unsigned char *)f->stack_lo + 8;
+	const unsigned char *p = (const unsigned char *)f->stack_lo;
 
 	while (p < (const unsigned char *)f->stack_top && *p == 0xa5)
 		p++;
 
 	size_t used = (size_t)((const unsigned char *)f->stack_top - p);
+
+	if (used > l->stats.stack_deepest)
+		l->stats.stack_deepest = used;
 
 	for (size_t i = 0; i < sizeof(l->census) / sizeof(l->census[0]); i++) {
 		if (l->census[i].fn && l->census[i].fn != f->fn)
