@@ -909,7 +909,7 @@ static void ep_cancel_fd(struct weft_loop *l, int fd)
 	if (d->workers > 0) {
 		/* Queued ops on it must not run on a recycled number: take them back. */
 		struct weft__list *n;
-		struct weft__op *todo[64];
+		struct weft__op *todo[8]; /* small: this runs on the closing fiber's stack */
 		size_t k;
 
 		do {
@@ -920,7 +920,7 @@ static void ep_cancel_fd(struct weft_loop *l, int fd)
 				struct weft__op *op =
 				    weft__container_of(n, struct weft__op, fdlink);
 
-				if (op->fd == fd && (op->kflags & EK_FDCOUNT) && k < 64)
+				if (op->fd == fd && (op->kflags & EK_FDCOUNT) && k < 8)
 					todo[k++] = op;
 			}
 			pthread_mutex_unlock(&e->mu);
@@ -928,7 +928,7 @@ static void ep_cancel_fd(struct weft_loop *l, int fd)
 				todo[i]->oflags |= WEFT__OPF_CANCEL_SENT;
 				end_early(l, todo[i]);
 			}
-		} while (k == 64);
+		} while (k == 8);
 	}
 }
 

@@ -279,14 +279,14 @@ struct weft__slab {
 };
 
 struct weft__stacks {
-	size_t slot;	    /* bytes per stack slot, a page multiple */
-	size_t page;	    /* page size */
-	size_t guards_left; /* stacks that may still get an mprotect()ed guard page */
-	bool guards_all;    /* stack_guards is WEFT_STACK_GUARDS_ALL */
+	size_t slot;		/* bytes per stack slot, a page multiple */
+	size_t page;		/* page size */
+	size_t guards_left;	/* stacks that may still get an mprotect()ed guard page */
+	bool guards_all;	/* stack_guards is WEFT_STACK_GUARDS_ALL */
 	struct weft__list cold; /* freed stacks holding pages below the top one, oldest first */
 	size_t cold_count;
 	uint64_t trimmed; /* stacks trimmed back to their top page */
-	size_t next_slab;   /* stacks in the next slab (grows geometrically) */
+	size_t next_slab; /* stacks in the next slab (grows geometrically) */
 	struct weft__slab *slabs;
 	struct weft_fiber *free; /* fibers ready for reuse */
 	uint64_t mapped;

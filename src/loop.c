@@ -509,8 +509,9 @@ const char *weft_loop_explain(int err)
 		return plain_sentence;
 	}
 	if (err == -ENOMEM && !strcmp(failed_call, "vm.max_map_count"))
-		return "no stack could get a guard page: this kernel (before Linux 6.13) makes each "
-		       "guard page cost two memory mappings and vm.max_map_count is nearly used; "
+		return "no stack could get a guard page: here each guard page costs two memory "
+		       "mappings (Linux before 6.13, or WEFT_GUARD_MARKERS=off) and "
+		       "vm.max_map_count is nearly used; "
 		       "raise it ('sysctl -w vm.max_map_count=1048576' as root), or set "
 		       "weft_config.stack_guards to the number of guarded stacks wanted (the "
 		       "others go unguarded) or to 0.";

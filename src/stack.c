@@ -77,9 +77,9 @@
 #define BATCH 1024 /* UIO_MAXIOV */
 
 #define FIRST_SLAB 16
-#define REDZONE 64	  /* bytes of canary below an unguarded stack */
-#define TRIM_WARM 64	  /* freed stacks kept with all their pages */
-#define TRIM_BATCH 256	  /* cold stacks trimmed together */
+#define REDZONE 64	       /* bytes of canary below an unguarded stack */
+#define TRIM_WARM 64	       /* freed stacks kept with all their pages */
+#define TRIM_BATCH 256	       /* cold stacks trimmed together */
 #define HUGE ((size_t)2 << 20) /* a transparent huge page on x86-64 and 4K-page aarch64 */
 #define MAX_SLAB 4096
 
@@ -481,7 +481,8 @@ static void trim_cold(struct weft__stacks *s)
 		s->iov[n].iov_len = below_top_page(s, f);
 		s->trimmed++;
 		if (++n == BATCH || s->cold_count == TRIM_WARM) {
-			(void)advise_iov(s, s->iov, n, MADV_DONTNEED); /* failure costs memory only */
+			(void)advise_iov(s, s->iov, n,
+					 MADV_DONTNEED); /* failure costs memory only */
 			n = 0;
 		}
 	}
@@ -594,8 +595,9 @@ static void segv_handler(int sig, siginfo_t *si, void *uctx)
 		put_uint(f->id);
 		put_str(" overflowed its stack of ");
 		put_uint((uint64_t)(f->stack_top - f->stack_lo));
-		put_str(
-		    " bytes (fault in the guard page below it); raise weft_config.stack_size\n");
+		put_str(f->guarded ? " bytes (fault in the guard page below it)"
+				   : " bytes (fault below it; it has no guard page)");
+		put_str("; raise weft_config.stack_size\n");
 		abort();
 	}
 	if (old_segv.sa_flags & SA_SIGINFO) {

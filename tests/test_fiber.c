@@ -550,6 +550,263 @@ static void test_stack_overflow_without_guard_caught_at_switch(void **state)
 	assert_overflow_reported(child_overflow_canary, "stack overflow: the");
 }
 
+/*
+ * Frames of 3000 bytes that write only their lowest byte (and the return
+ * address at their top): each leaps over the 64-byte red zone.
+ */
+static __attribute__((noinline)) int leap(int depth, int yield_at_bottom)
+{
+	volatile char big[3000];
+
+	big[0] = (char)depth;
+	if (depth == 0) {
+		if (yield_at_bottom) /* a switch: the only fiber's weft_yield would not be one */
+			weft_sleep(WEFT_MSEC);
+		return big[0];
+	}
+	return leap(depth - 1, yield_at_bottom) + big[0];
+}
+
+static int leap_forever(void *arg)
+{
+	(void)arg;
+	return leap(1 << 20, 0);
+}
+
+static int leap_then_yield(void *arg)
+{
+	(void)arg;
+	return leap(7, 1); /* ~21 KiB on a 16 KiB stack, then a switch */
+}
+
+static int spawn_leap_then_yield(void *arg)
+{
+	weft_fiber *f;
+
+	(void)arg;
+	if (weft_spawn(NULL, leap_then_yield, NULL, &f) < 0)
+		return -1;
+	return weft_join(f, NULL);
+}
+
+static void child_leap_guarded(void)
+{
+	run_overflow(NULL, leap_forever); /* the default configuration */
+}
+
+static void child_leap_unguarded(void)
+{
+	weft_config cfg;
+
+	weft_config_init(&cfg);
+	cfg.stack_guards = 0;
+	cfg.stack_size = 16 * 1024;
+	run_overflow(&cfg, spawn_leap_then_yield);
+}
+
+static void test_frames_leaping_past_the_red_zone_hit_the_guard_page(void **state)
+{
+	(void)state;
+	assert_overflow_reported(child_leap_guarded, "guard page");
+}
+
+static void test_frames_leaping_past_the_red_zone_unguarded_caught_at_switch(void **state)
+{
+	(void)state;
+#if defined(WEFT_TEST_SANITIZED)
+	/* ASan's larger frames may leap past the stack below too, into the slab's guard. */
+	assert_overflow_reported(child_leap_unguarded, "overflow");
+#else
+	assert_overflow_reported(child_leap_unguarded, "stack overflow: the");
+#endif
+}
+
+/* ---- what stacks cost ----------------------------------------------------- */
+
+#define IDLE_FIBERS 4000
+
+static int idle_until_closed(void *arg)
+{
+	weft_chan *ch = arg;
+	char c;
+
+	return weft_chan_recv(ch, &c) == -EPIPE ? 0 : -1;
+}
+
+/* Spawn IDLE_FIBERS parked fibers; *arg: the RSS they added, in bytes. */
+static int measure_idle(void *arg)
+{
+	size_t *grew = arg;
+	size_t before = t_rss_bytes();
+	weft_chan *ch;
+
+	if (weft_chan_create(&ch, 0, 1) < 0)
+		return -1;
+	for (int i = 0; i < IDLE_FIBERS; i++)
+		if (weft_go(idle_until_closed, ch) < 0)
+			return -2;
+	weft_sleep(5 * WEFT_MSEC); /* every one of them runs and parks */
+	*grew = t_rss_bytes() - before;
+	weft_chan_close(ch);
+	weft_sleep(5 * WEFT_MSEC);
+	weft_chan_destroy(ch);
+	return 0;
+}
+
+static void test_guarded_and_unguarded_stacks_cost_the_same_memory(void **state)
+{
+	weft_config cfg;
+	size_t guarded = 0, unguarded = 0;
+	weft_stats st;
+
+	(void)state;
+#if defined(WEFT_TEST_SANITIZED)
+	skip(); /* ASan's shadow and fake stacks move the figures */
+#endif
+	if (t_under_valgrind())
+		skip();
+	weft_config_init(&cfg);
+	assert_int_equal(t_run_cfg(&cfg, measure_idle, &guarded, &st), 0);
+	assert_int_equal(st.stacks_guarded, st.stacks);
+	cfg.stack_guards = 0;
+	assert_int_equal(t_run_cfg(&cfg, measure_idle, &unguarded, &st), 0);
+	assert_int_equal(st.stacks_guarded, 0);
+	print_message("%d idle fibers: %zu KiB guarded, %zu KiB unguarded\n", IDLE_FIBERS,
+		      guarded >> 10, unguarded >> 10);
+	/* One page each, give or take what else the process touched. */
+	assert_true(guarded >= (size_t)IDLE_FIBERS * 4096 * 3 / 4);
+	assert_true(unguarded <= guarded + guarded / 8);
+	assert_true(guarded <= unguarded + unguarded / 8);
+}
+
+/* ---- trimming: memory follows the fibers alive ------------------------------ */
+
+#define DEEP_FIBERS 1000
+
+struct deep {
+	size_t peak;
+	size_t after;
+};
+
+static int deep_then_sleep(void *arg)
+{
+	(void)arg;
+	return use_stack(38, 0) >= 0 && weft_sleep(20 * WEFT_MSEC) == 0 ? 0 : -1;
+}
+
+static int deep_burst(void *arg)
+{
+	struct deep *d = arg;
+	weft_fiber **f = calloc(DEEP_FIBERS, sizeof(*f));
+	int rc = 0;
+
+	if (!f)
+		return -1;
+	for (int i = 0; i < DEEP_FIBERS && rc == 0; i++)
+		rc = weft_spawn(NULL, deep_then_sleep, NULL, &f[i]);
+	weft_sleep(10 * WEFT_MSEC); /* all deep and asleep */
+	d->peak = t_rss_bytes();
+	for (int i = 0; i < DEEP_FIBERS; i++)
+		if (f[i] && weft_join(f[i], NULL) < 0)
+			rc = -2;
+	d->after = t_rss_bytes();
+	free(f);
+	return rc;
+}
+
+static void test_freed_stacks_give_their_pages_back(void **state)
+{
+	struct deep d;
+	weft_stats st;
+
+	(void)state;
+	assert_int_equal(t_run_cfg(NULL, deep_burst, &d, &st), 0);
+	print_message("%d fibers ~40 KiB deep: RSS %zu MiB at the peak, %zu MiB after; %llu "
+		      "stacks trimmed\n",
+		      DEEP_FIBERS, d.peak >> 20, d.after >> 20,
+		      (unsigned long long)st.stacks_trimmed);
+	/* All but the 64 warm ones and at most 256 more: trimmed to their top page. */
+	assert_true(st.stacks_trimmed >= DEEP_FIBERS - 64 - 256);
+	assert_true(st.stacks_trimmed <= DEEP_FIBERS);
+#if !defined(WEFT_TEST_SANITIZED)
+	if (!t_under_valgrind())
+		assert_true(d.after + (size_t)DEEP_FIBERS * 20 * 1024 <= d.peak);
+#endif
+}
+
+/* ---- guards on kernels without guard markers ------------------------------- */
+
+static void child_guard_budget(void)
+{
+	weft_stats st;
+	int rc = 0;
+	int n;
+
+	setenv("WEFT_GUARD_MARKERS", "off", 1);
+	n = t_run_cfg(NULL, spawn_until_refused, &rc, &st);
+	fprintf(stderr, "n=%d rc=%d stacks=%llu guarded=%llu\n%s\n", n, rc,
+		(unsigned long long)st.stacks, (unsigned long long)st.stacks_guarded,
+		weft_loop_explain(rc));
+	_exit(0);
+}
+
+static void test_guards_past_the_map_count_budget_fail_enomem_not_silently(void **state)
+{
+	char err[4096];
+	int n = -1, rc = 0;
+	unsigned long long stacks = 0, guarded = 1;
+
+	(void)state;
+	if (t_under_valgrind())
+		skip(); /* tens of thousands of mprotect()s */
+	assert_int_equal(t_fork(child_guard_budget, err, sizeof(err)), 0);
+	print_message("child: %s", err);
+	assert_int_equal(
+	    sscanf(err, "n=%d rc=%d stacks=%llu guarded=%llu", &n, &rc, &stacks, &guarded), 4);
+	assert_int_equal(rc, -ENOMEM);
+	assert_true(n > 1000); /* tens of thousands on a stock vm.max_map_count */
+	assert_true(guarded == stacks);
+	assert_non_null(strstr(err, "vm.max_map_count"));
+}
+
+static int spawn_300(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 300; i++)
+		if (weft_go(sleeper_ms, (void *)(intptr_t)1) < 0)
+			return -1;
+	return 0;
+}
+
+static void child_guard_number(void)
+{
+	weft_config cfg;
+	weft_stats st;
+	int rc;
+
+	setenv("WEFT_GUARD_MARKERS", "off", 1);
+	weft_config_init(&cfg);
+	cfg.stack_guards = 100;
+	rc = t_run_cfg(&cfg, spawn_300, NULL, &st);
+	fprintf(stderr, "rc=%d stacks=%llu guarded=%llu\n", rc, (unsigned long long)st.stacks,
+		(unsigned long long)st.stacks_guarded);
+	_exit(0);
+}
+
+static void test_a_number_of_guards_guards_that_many_then_none(void **state)
+{
+	char err[4096];
+	int rc = -1;
+	unsigned long long stacks = 0, guarded = 0;
+
+	(void)state;
+	assert_int_equal(t_fork(child_guard_number, err, sizeof(err)), 0);
+	assert_int_equal(sscanf(err, "rc=%d stacks=%llu guarded=%llu", &rc, &stacks, &guarded), 3);
+	assert_int_equal(rc, 0);
+	assert_true(stacks >= 301);
+	assert_int_equal(guarded, 100);
+}
+
 /* ---- out of memory ------------------------------------------------------ */
 
 static int spawn_until_oom(void *arg)
@@ -632,6 +889,12 @@ int main(void)
 		cmocka_unit_test(test_fibers_may_use_most_of_their_stack),
 		cmocka_unit_test(test_stack_overflow_into_guard_page_aborts_naming_fiber),
 		cmocka_unit_test(test_stack_overflow_without_guard_caught_at_switch),
+		cmocka_unit_test(test_frames_leaping_past_the_red_zone_hit_the_guard_page),
+		cmocka_unit_test(test_frames_leaping_past_the_red_zone_unguarded_caught_at_switch),
+		cmocka_unit_test(test_guarded_and_unguarded_stacks_cost_the_same_memory),
+		cmocka_unit_test(test_freed_stacks_give_their_pages_back),
+		cmocka_unit_test(test_guards_past_the_map_count_budget_fail_enomem_not_silently),
+		cmocka_unit_test(test_a_number_of_guards_guards_that_many_then_none),
 		cmocka_unit_test(test_spawn_fails_enomem_when_address_space_runs_out),
 	};
 
