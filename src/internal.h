@@ -292,7 +292,6 @@ struct weft__stacks {
 	uint64_t mapped;
 	uint64_t guarded;
 	uint64_t canary;    /* fills the red zones, checked at every switch */
-	bool populate;	    /* MADV_POPULATE_WRITE works on this kernel */
 	bool markers;	    /* MADV_GUARD_INSTALL works on this kernel (6.13) */
 	bool batch;	    /* process_madvise() takes our advice in batches */
 	struct iovec *iov;  /* process_madvise batch, BATCH entries */

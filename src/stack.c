@@ -41,13 +41,15 @@
  * the kernel takes it), so a burst of deep fibers does not hold its memory
  * for ever.
  *
- * Page costs on the virtual machines weft is measured on (bench/fibercost):
- * a first-touch fault of a 4 KiB page costs most in the kernel's zeroing of
- * the page, ~1.5-13 us depending on the host; a transparent huge page costs
- * ~0.23 us per 4 KiB once the host has backed the memory. A new slab
- * pre-faults the top page of every stack in batches (MADV_POPULATE_WRITE), a
- * slab of unguarded one-page stacks asks for huge pages instead; reuse
- * faults nothing.
+ * Page costs (bench_fibercost measures them in one run): the first touch
+ * of a fresh 4 KiB page costs 1.4-2 us here, most of it the kernel zeroing
+ * the page, and that is most of what a fiber that sleeps costs. Pre-faulting
+ * the top page of each new stack in batches (MADV_POPULATE_WRITE through
+ * process_madvise) was measured slower than the fibers' own faults
+ * (fiber_ns 4153-4315 against 3004-3930, three turns each), so slabs are
+ * not pre-faulted. A transparent huge page costs ~0.23 us per 4 KiB once the
+ * host has backed the memory, hence the huge slabs of unguarded one-page
+ * stacks.
  */
 #include "internal.h"
 
@@ -62,9 +64,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
-#endif
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102 /* Linux 6.13 */
 #endif
@@ -99,7 +98,6 @@ int weft__stacks_init(struct weft__stacks *s, const weft_config *cfg)
 	s->guards_all = cfg->stack_guards == WEFT_STACK_GUARDS_ALL;
 	s->guards_left = cfg->stack_guards;
 	s->next_slab = FIRST_SLAB;
-	s->populate = true;
 	s->iov = malloc(BATCH * sizeof(*s->iov));
 	s->batch = s->iov != NULL;
 	s->markers = true; /* until the first slab's probe says otherwise */
@@ -166,20 +164,6 @@ static int advise_each(struct weft__stacks *s, char *base, size_t count, size_t 
 		done += n;
 	}
 	return 0;
-}
-
-/* Pre-fault the top page of each stack, where a fiber starts. Failure only costs faults. */
-static void populate(struct weft__stacks *s, char *base, size_t count, size_t slot)
-{
-	if (!s->populate)
-		return;
-	if (slot == s->page) {
-		if (madvise(base, count * slot, MADV_POPULATE_WRITE) != 0)
-			s->populate = false; /* EINVAL before Linux 5.14 */
-		return;
-	}
-	if (advise_each(s, base, count, slot, slot - s->page, MADV_POPULATE_WRITE) < 0)
-		s->populate = false;
 }
 
 /* Carve the @count stacks of @slab (at @base) and push them on the free list. */
@@ -396,10 +380,8 @@ static int grow(struct weft__stacks *s)
 		s->next_slab = MAX_SLAB;
 	if (huge && madvise(base, count * slot, MADV_HUGEPAGE) == 0)
 		s->huge += count; /* one fault per 2 MiB instead of one per stack */
-	else {
+	else
 		s->thp = s->thp && !huge; /* THP off in this kernel: no more aligning */
-		populate(s, base, count, slot);
-	}
 	carve(s, slab, base, slot, guarded);
 	return 0;
 
