@@ -28,8 +28,8 @@ static long long runs = 5;
 static double fault_once(void)
 {
 	size_t len = (size_t)n * SLOT;
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		       -1, 0);
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	int64_t t0, t1;
 
 	if (p == MAP_FAILED)
@@ -108,7 +108,7 @@ static int usage(const char *why)
 int main(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
-		long long *v = !strcmp(argv[i], "--n")	   ? &n
+		long long *v = !strcmp(argv[i], "--n")	    ? &n
 			       : !strcmp(argv[i], "--ms")   ? &d_ms
 			       : !strcmp(argv[i], "--runs") ? &runs
 							    : NULL;
@@ -141,7 +141,8 @@ int main(int argc, char **argv)
 			fault[r] = fault_once();
 		}
 		if (fault[r] < 0 || fiber[r] < 0) {
-			fprintf(stderr, "bench_fibercost: run %lld failed (out of memory?)\n", r + 1);
+			fprintf(stderr, "bench_fibercost: run %lld failed (out of memory?)\n",
+				r + 1);
 			return 1;
 		}
 		fprintf(stderr, "run %lld: fault %.0f ns, fiber %.0f ns\n", r + 1, fault[r],

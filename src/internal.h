@@ -242,7 +242,7 @@ struct weft_fiber {
 	unsigned vg_id;		   /* valgrind stack id; survives reuse */
 	bool guarded;		   /* a guard page lies below stack_lo, else a red zone */
 	bool cold;		   /* free, on the stacks' cold list through all */
-};
+} __attribute__((aligned(64)));	   /* the switch touches ctx: keep it on whole cache lines */
 
 /* ---- timer heap (heap.c) ---------------------------------------------------- */
 

@@ -348,7 +348,7 @@ static int grow(struct weft__stacks *s)
 	}
 
 	struct weft__slab *slab = malloc(sizeof(*slab));
-	struct weft_fiber *fibers = calloc(count, sizeof(*fibers));
+	struct weft_fiber *fibers = aligned_alloc(64, count * sizeof(*fibers));
 
 	if (!slab || !fibers) {
 		munmap(map, len);
@@ -358,6 +358,7 @@ static int grow(struct weft__stacks *s)
 	}
 	char *base = map + below;
 
+	memset(fibers, 0, count * sizeof(*fibers));
 	if (mprotect(map, s->page, PROT_NONE) != 0)
 		goto out_unmap;
 	if (guarded && install_guards(s, base, count, slot) < 0)
