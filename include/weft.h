@@ -215,6 +215,8 @@ typedef struct weft_config {
 
 /* weft_config.flags */
 #define WEFT_CONFIG_SQPOLL (1u << 0)
+/* In a pool: pin loop i's thread to the i-th CPU this process may run on. */
+#define WEFT_CONFIG_PIN (1u << 1)
 
 /*
  * Counters of one loop, for benchmarks and tests. All counts since
@@ -265,7 +267,12 @@ typedef struct weft_stats {
 	 * any fiber of this loop that has ended, in bytes. 0 in other builds.
 	 */
 	uint64_t stack_deepest;
-	uint64_t reserved[4];
+	/*
+	 * weft_loop_post calls that arrived but whose fiber could not be
+	 * spawned (out of memory, or max_fibers reached): dropped.
+	 */
+	uint64_t posts_dropped;
+	uint64_t reserved[3];
 } weft_stats;
 
 /*
@@ -354,6 +361,59 @@ const char *weft_loop_explain(int err);
  * weft_spawn; or -EDEADLK as weft_loop_run; -EBUSY if a loop already runs here.
  */
 int weft_main(weft_fn fn, void *arg);
+
+/*
+ * ---- pools of loops: every core ---------------------------------------------
+ *
+ * A pool runs one loop per thread; loop 0 on the thread that calls
+ * weft_pool_run, loop i > 0 on a thread of its own (created, and torn down,
+ * by the pool). Fibers never move between loops; work moves by posting.
+ */
+typedef struct weft_pool weft_pool;
+
+/*
+ * Create a pool of @nloops loops (0: one per CPU this process may run on),
+ * each with @cfg (NULL: defaults; WEFT_CONFIG_PIN pins loop i to the i-th
+ * CPU). Context: a thread with no running loop (-EBUSY otherwise). Return:
+ * 0, -EINVAL, -ENOMEM, or a loop's set-up error.
+ */
+int weft_pool_create(weft_pool **out, unsigned nloops, const weft_config *cfg);
+/*
+ * Run @fn(@arg) in a fiber on every loop, each loop on its own thread (the
+ * caller's runs loop 0), and return when every loop has run out of fibers
+ * and no post is on its way: 0, or the first negative result in loop order
+ * (a loop's own failure first). Context: outside any fiber (-EBUSY).
+ */
+int weft_pool_run(weft_pool *p, weft_fn fn, void *arg);
+unsigned weft_pool_size(const weft_pool *p);
+/* Loop @i of @p, NULL past the end. */
+weft_loop *weft_pool_loop(weft_pool *p, unsigned i);
+/*
+ * Cancel every fiber of every loop (delivered to each loop as a post, and
+ * carried out there). Context: any thread.
+ */
+void weft_pool_cancel(weft_pool *p);
+/* Destroy every loop (each on its own thread) and the pool. Not while it runs. */
+void weft_pool_destroy(weft_pool *p);
+/* weft_pool_create, weft_pool_run, weft_pool_destroy. */
+int weft_main_pool(unsigned nloops, weft_fn fn, void *arg);
+/* The calling fiber's loop's index in its pool; 0 outside a pool. */
+int weft_loop_index(void);
+/*
+ * Run @fn(@arg) in a new detached fiber on @loop. Context: any thread,
+ * weft's or not, in a fiber or not; never blocks (a lock-free push and, for
+ * the first post since the loop last looked, a wake-up through an eventfd).
+ * Posts run in the order one thread made them. Return: 0, -EINVAL, -ENOMEM,
+ * or -ESHUTDOWN once weft_loop_destroy has begun (posts that got in before
+ * still run, and see its cancel). A post that arrives when the loop cannot
+ * spawn a fiber (out of memory, max_fibers) is dropped and counted in
+ * weft_stats.posts_dropped. A loop outside a pool that runs out of fibers
+ * returns from weft_loop_run; posts made then wait for its next run. On
+ * io_uring, a loop outside a pool listens for wake-ups once it has received
+ * its first post: that first one is noticed at its next tick (a completion
+ * or a timer), every later one at once.
+ */
+int weft_loop_post(weft_loop *loop, weft_fn fn, void *arg);
 
 /* The library's version, "major.minor.patch". Context: any thread. */
 const char *weft_version(void);
@@ -444,6 +504,15 @@ typedef struct weft_call {
  * and waited for, and that error is returned.
  */
 int weft_gather(weft_call *calls, size_t n);
+
+/*
+ * weft_gather spread over @p's loops: call i runs on loop (this loop's
+ * index + i) mod size. Same result rule as weft_gather. The caller waits
+ * for every call to return; a cancel of the caller is not passed on to
+ * calls on other loops (they are not its children there). Context: a fiber
+ * of one of @p's loops (-EXDEV from any other loop, -EPERM outside fibers).
+ */
+int weft_pool_gather(weft_pool *p, weft_call *calls, size_t n);
 
 /*
  * ---- time -----------------------------------------------------------------

@@ -809,7 +809,13 @@ static int uring_tick(struct weft_loop *l, bool wait, int64_t deadline)
 
 	if (WEFT__UNLIKELY(u->deferred != NULL) && !u->fatal)
 		submit_deferred(l, u);
-	if (l->remote_expected && !u->wake_armed && !u->fatal && reserve(l, 1)) {
+	/*
+	 * Armed while other threads owe the loop work, in a pool, or once a
+	 * weft_loop_post has reached it (posts may come at any time since).
+	 */
+	if ((l->remote_expected || l->pool ||
+	     atomic_load_explicit(&l->posts_seen, memory_order_relaxed)) &&
+	    !u->wake_armed && !u->fatal && reserve(l, 1)) {
 		struct weft__op *op = &u->wake_op;
 
 		op->state = WEFT__OP_ARMED;

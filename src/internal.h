@@ -335,6 +335,13 @@ struct weft_loop {
 	uint32_t next_id;
 	bool running;
 	bool destroying;
+	/* pools (pool.c) */
+	struct weft_pool *pool; /* the pool it belongs to, or NULL */
+	unsigned pool_index;
+	bool pool_busy;		  /* counted in the pool's busy loops */
+	_Atomic unsigned posting; /* weft_loop_post calls between their check and push */
+	_Atomic bool closed;	  /* destroy has begun: posts fail -ESHUTDOWN */
+	_Atomic bool posts_seen;  /* a weft_loop_post reached it: keep the wake armed */
 	struct weft__heap timers;
 	struct weft__stacks stacks;
 	weft_config cfg;
@@ -362,6 +369,9 @@ static inline bool weft__op_supported(const struct weft_loop *l, unsigned code)
 /* loop.c */
 _Noreturn void weft__bug(const struct weft_fiber *f, const char *file, int line, const char *what);
 #define WEFT__BUG(f, what) weft__bug((f), __FILE__, __LINE__, (what))
+/* pool.c: a pool loop has work again / has none (then: is the whole pool done?). */
+void weft__pool_busy(struct weft_loop *l);
+bool weft__pool_idle(struct weft_loop *l);
 /* Another thread hands @r to @l (see struct weft__remote). Any thread. */
 void weft__loop_post_remote(struct weft_loop *l, struct weft__remote *r);
 /*

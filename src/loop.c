@@ -12,6 +12,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,7 +98,7 @@ static int check_config(weft_config *c)
 		return -EINVAL;
 	if (c->offload_threads == 0 || c->offload_threads > 1024 || c->backend > WEFT_BACKEND_EPOLL)
 		return -EINVAL;
-	if ((c->flags & ~WEFT_CONFIG_SQPOLL) ||
+	if ((c->flags & ~(WEFT_CONFIG_SQPOLL | WEFT_CONFIG_PIN)) ||
 	    ((c->flags & WEFT_CONFIG_SQPOLL) &&
 	     (c->ring_mode == WEFT_RING_DEFER_TASKRUN || c->ring_mode == WEFT_RING_COOP_TASKRUN)))
 		return -EINVAL;
@@ -340,7 +341,7 @@ static int run(struct weft_loop *l)
 {
 	for (;;) {
 		weft__fiber_run_round(l);
-		if (l->live == 0 && l->inflight == 0)
+		if (l->live == 0 && l->inflight == 0 && (!l->pool || weft__pool_idle(l)))
 			return 0;
 
 		bool wait = l->runq_head == NULL;
@@ -383,6 +384,18 @@ void weft_loop_destroy(weft_loop *l)
 		return;
 	if (l->running)
 		WEFT__BUG(l->cur, "weft_loop_destroy called on a running loop");
+	/*
+	 * Close the inbox: posts that got in before run (their fibers see the
+	 * cancel below), later ones fail -ESHUTDOWN.
+	 */
+	atomic_store_explicit(&l->closed, true, memory_order_seq_cst);
+	while (atomic_load_explicit(&l->posting, memory_order_seq_cst) > 0)
+		sched_yield();
+	if (atomic_load_explicit(&l->inbox, memory_order_acquire)) {
+		weft__tls_loop = l;
+		take_inbox(l);
+		weft__tls_loop = NULL;
+	}
 	l->destroying = true;
 	/*
 	 * Cancel what is left and let it unwind. A fiber that ignores -ECANCELED

@@ -420,7 +420,7 @@ static void test_sqpoll_submits_without_entering(void **state)
 
 	(void)state;
 	weft_config_init(&cfg);
-	cfg.flags = 2; /* unknown flag */
+	cfg.flags = 1u << 7; /* unknown flag */
 	assert_int_equal(weft_loop_create(&l, &cfg), -EINVAL);
 	weft_config_init(&cfg);
 	cfg.flags = WEFT_CONFIG_SQPOLL;
