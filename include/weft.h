@@ -427,10 +427,13 @@ const char *weft_version(void);
  * @loop: NULL for the loop running on this thread.
  * @out: NULL for a detached fiber, freed by the loop when it returns;
  *       otherwise a handle that must be given to weft_join() exactly once.
- * Context: the loop's thread, inside or outside its fibers.
+ * Context: the loop's thread, inside or outside its fibers. From another
+ * thread (a fiber of another loop of a pool, or any thread), a detached
+ * fiber is started by weft_loop_post and the result is weft_loop_post's;
+ * a joinable one (@out not NULL) fails -EXDEV (not yet supported).
  * Return: 0; -EINVAL if @fn is NULL; -EPERM if @loop is NULL and no loop
  * runs on this thread; -EAGAIN past weft_config.max_fibers; -ENOMEM;
- * -ECANCELED while the loop is being destroyed.
+ * -ECANCELED while the loop is being destroyed; -EXDEV as above.
  */
 int weft_spawn(weft_loop *loop, weft_fn fn, void *arg, weft_fiber **out);
 
@@ -447,9 +450,9 @@ int weft_go(weft_fn fn, void *arg);
  * @f: a handle from weft_spawn; invalid after a 0 return.
  * @result: out, may be NULL.
  * Context: fiber.
- * Return: 0; -EINVAL if @f is NULL; -EDEADLK if @f is the caller; -EBUSY if
- * another fiber is already joining @f; -EPERM outside a fiber; -ETIMEDOUT
- * past the caller's deadline, -ECANCELED if the caller is cancelled (in both
+ * Return: 0; -EINVAL if @f is NULL; -EXDEV if @f belongs to another loop;
+ * -EDEADLK if @f is the caller; -EBUSY if another fiber is already joining @f; -EPERM outside a
+ * fiber; -ETIMEDOUT past the caller's deadline, -ECANCELED if the caller is cancelled (in both
  * cases @f stays joinable). A fiber that has already returned is joined
  * without blocking, even by a cancelled caller.
  */
@@ -461,7 +464,9 @@ int weft_join(weft_fiber *f, int *result);
  * IORING_OP_ASYNC_CANCEL; if it completes anyway, its result is returned and
  * the cancel shows at the next call. Neither waits nor frees: join does.
  * Context: the loop's thread.
- * Return: 0 (also if @f has already returned); -EINVAL if @f is NULL.
+ * Return: 0 (also if @f has already returned); -EINVAL if @f is NULL;
+ * -EXDEV from a thread that does not run @f's loop (use weft_pool_cancel, or
+ * post the cancel to that loop).
  */
 int weft_cancel(weft_fiber *f);
 

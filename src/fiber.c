@@ -217,6 +217,10 @@ int weft_spawn(weft_loop *loop, weft_fn fn, void *arg, weft_fiber **out)
 		loop = weft__tls_loop;
 	if (!loop)
 		return -EPERM;
+	if (WEFT__UNLIKELY(weft__loop_foreign(loop)))
+		/* Another thread's loop: a detached fiber goes by post; a joinable one cannot yet.
+		 */
+		return out ? -EXDEV : weft_loop_post(loop, fn, arg);
 	return weft__fiber_spawn(loop, fn, arg, out == NULL, out);
 }
 
@@ -262,7 +266,9 @@ int weft_join(weft_fiber *f, int *result)
 		return -EPERM;
 	if (f == self)
 		return -EDEADLK;
-	if (f->detached || f->state == WEFT__FIBER_FREE || f->loop != l)
+	if (f->loop != l)
+		return -EXDEV;
+	if (f->detached || f->state == WEFT__FIBER_FREE)
 		return -EINVAL;
 	if (f->joiner && f->joiner != self)
 		return -EBUSY;
@@ -287,6 +293,8 @@ int weft_cancel(weft_fiber *f)
 {
 	if (!f)
 		return -EINVAL;
+	if (WEFT__UNLIKELY(weft__loop_foreign(f->loop)))
+		return -EXDEV; /* its loop's thread must do it: weft_pool_cancel, or a post */
 	if (f->state == WEFT__FIBER_DONE || f->state == WEFT__FIBER_FREE)
 		return 0;
 	f->cancelled = true;

@@ -335,6 +335,7 @@ struct weft_loop {
 	uint32_t next_id;
 	bool running;
 	bool destroying;
+	pthread_t owner; /* the thread that created it (and runs it) */
 	/* pools (pool.c) */
 	struct weft_pool *pool; /* the pool it belongs to, or NULL */
 	unsigned pool_index;
@@ -369,6 +370,14 @@ static inline bool weft__op_supported(const struct weft_loop *l, unsigned code)
 /* loop.c */
 _Noreturn void weft__bug(const struct weft_fiber *f, const char *file, int line, const char *what);
 #define WEFT__BUG(f, what) weft__bug((f), __FILE__, __LINE__, (what))
+/*
+ * Whether @l belongs to another thread than the caller's: running on
+ * another, or created by another and not running here.
+ */
+static inline bool weft__loop_foreign(const struct weft_loop *l)
+{
+	return l != weft__tls_loop && (l->running || !pthread_equal(l->owner, pthread_self()));
+}
 /* pool.c: a pool loop has work again / has none (then: is the whole pool done?). */
 void weft__pool_busy(struct weft_loop *l);
 bool weft__pool_idle(struct weft_loop *l);

@@ -209,6 +209,7 @@ int weft_loop_create(weft_loop **out, const weft_config *cfg)
 		goto out_free;
 	}
 	weft__list_init(&l->all);
+	l->owner = pthread_self();
 	rc = setup_backend(l);
 	if (rc < 0)
 		goto out_free;

@@ -335,6 +335,62 @@ static void test_plain_loop_runs_posts_from_another_thread(void **state)
 	assert_int_equal(atomic_load(&plain_ran), 1000);
 }
 
+/* ---- calls on another thread's loop ---------------------------------------------- */
+
+static weft_fiber *_Atomic parked_on_one;
+static _Atomic int cross_ran;
+
+static int cross_detached(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&cross_ran, 1);
+	return 0;
+}
+
+static int park_then_note(void *arg)
+{
+	(void)arg;
+	return weft_sleep(WEFT_SEC) == -ECANCELED ? 0 : -EIO;
+}
+
+static int cross_loop_calls(void *arg)
+{
+	weft_pool *p = *(weft_pool **)arg;
+	weft_fiber *f = NULL;
+	int rc = 0;
+
+	if (weft_loop_index() == 1) {
+		/* A joinable fiber here, for loop 0 to try to cancel and join. */
+		if (weft_spawn(NULL, park_then_note, NULL, &f) < 0)
+			return -EIO;
+		atomic_store(&parked_on_one, f);
+		weft_sleep(50 * WEFT_MSEC);
+		weft_cancel(f);
+		return weft_join(f, NULL);
+	}
+	weft_sleep(10 * WEFT_MSEC);
+	if (weft_spawn(weft_pool_loop(p, 1), cross_detached, NULL, NULL) != 0)
+		rc = -EBADMSG; /* detached: goes by post */
+	if (weft_spawn(weft_pool_loop(p, 1), cross_detached, NULL, &f) != -EXDEV)
+		rc = -EBADMSG;
+	if (weft_cancel(atomic_load(&parked_on_one)) != -EXDEV)
+		rc = -EBADMSG;
+	if (weft_join(atomic_load(&parked_on_one), NULL) != -EXDEV)
+		rc = -EBADMSG;
+	return rc;
+}
+
+static void test_calls_on_another_threads_loop_post_or_fail_exdev(void **state)
+{
+	weft_pool *p;
+
+	(void)state;
+	assert_int_equal(weft_pool_create(&p, 2, NULL), 0);
+	assert_int_equal(weft_pool_run(p, cross_loop_calls, &p), 0);
+	assert_int_equal(atomic_load(&cross_ran), 1);
+	weft_pool_destroy(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -346,6 +402,7 @@ int main(void)
 		cmocka_unit_test(test_pool_cancel_reaches_every_loop),
 		cmocka_unit_test(test_pool_shutdown_runs_posts_that_got_in_and_refuses_later_ones),
 		cmocka_unit_test(test_plain_loop_runs_posts_from_another_thread),
+		cmocka_unit_test(test_calls_on_another_threads_loop_post_or_fail_exdev),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
