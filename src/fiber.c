@@ -295,12 +295,17 @@ int weft_cancel(weft_fiber *f)
 		return -EINVAL;
 	if (WEFT__UNLIKELY(weft__loop_foreign(f->loop)))
 		return -EXDEV; /* its loop's thread must do it: weft_pool_cancel, or a post */
+	weft__fiber_cancel(f);
+	return 0;
+}
+
+void weft__fiber_cancel(struct weft_fiber *f)
+{
 	if (f->state == WEFT__FIBER_DONE || f->state == WEFT__FIBER_FREE)
-		return 0;
+		return;
 	f->cancelled = true;
 	if (f->state == WEFT__FIBER_PARKED && f->wait && f->wait->cancel)
 		f->wait->cancel(f, f->wait);
-	return 0;
 }
 
 /*

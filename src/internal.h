@@ -455,6 +455,8 @@ int weft__fiber_spawn(struct weft_loop *l, weft_fn fn, void *arg, bool detached,
 int weft__fiber_spawn_blk(struct weft_loop *l, weft_fn fn, const void *blk, size_t blk_len,
 			  bool detached, struct weft_fiber **out, void **blk_out);
 void weft__fiber_run_round(struct weft_loop *l);
+/* weft_cancel without the thread check (the loop's own destroy). */
+void weft__fiber_cancel(struct weft_fiber *f);
 void weft__fiber_release(struct weft_loop *l, struct weft_fiber *f);
 void weft__fiber_free_all(struct weft_loop *l);
 

@@ -408,7 +408,7 @@ void weft_loop_destroy(weft_loop *l)
 
 		weft__list_for_each(n, &l->all)
 		{
-			weft_cancel(weft__container_of(n, struct weft_fiber, all));
+			weft__fiber_cancel(weft__container_of(n, struct weft_fiber, all));
 		}
 		weft__tls_loop = l;
 		l->running = true;
