@@ -55,7 +55,6 @@ struct weft_pool {
 	_Atomic unsigned busy;	/* loops that have work */
 	_Atomic uint64_t posts; /* posts on their way to a loop of the pool */
 	_Atomic bool done;	/* every loop idle, no post on its way */
-	_Atomic bool cancelled;
 };
 
 /* ---- posting to a loop ----------------------------------------------------- */
@@ -334,7 +333,6 @@ int weft_pool_run(weft_pool *p, weft_fn fn, void *arg)
 	p->arg = arg;
 	atomic_store(&p->busy, p->n);
 	atomic_store(&p->done, false);
-	atomic_store(&p->cancelled, false);
 	command(p, CMD_RUN, 0);
 	run_member(p, &p->m[0]);
 	wait_finished(p, p->n - 1);
@@ -369,7 +367,6 @@ void weft_pool_cancel(weft_pool *p)
 {
 	if (!p)
 		return;
-	atomic_store(&p->cancelled, true);
 	for (unsigned i = 0; i < p->n; i++)
 		if (p->m[i].loop)
 			(void)weft_loop_post(p->m[i].loop, cancel_here, NULL);
