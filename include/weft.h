@@ -305,9 +305,11 @@ int weft_loop_create(weft_loop **loop, const weft_config *cfg);
 
 /*
  * Run fibers until none is left alive.
- * Context: the loop's thread, outside any fiber.
+ * Context: the thread that created the loop, outside any fiber.
  * Return: 0 when no fiber is left; -EBUSY if a loop already runs on this
- * thread; -EDEADLK if every fiber is parked and nothing can wake any of them
+ * thread; -EXDEV on another thread than the creator's (a loop does not move:
+ * its io_uring ring belongs to its thread; weft_loop_explain(-EXDEV) says
+ * so); -EDEADLK if every fiber is parked and nothing can wake any of them
  * (no I/O in flight, no timer): the fibers stay parked, and
  * weft_loop_destroy() cancels them.
  */
@@ -317,7 +319,9 @@ int weft_loop_run(weft_loop *loop);
  * Cancel every fiber still alive, run them until they return, then free the
  * loop, its stacks and its ring. Fibers not yet joined are freed too.
  * @loop: NULL is a no-op.
- * Context: the loop's thread, outside any fiber of it.
+ * Context: the loop's thread, outside any fiber of it; also inside a fiber
+ * of another loop (a loop created and destroyed there leaves that fiber as
+ * it was).
  */
 void weft_loop_destroy(weft_loop *loop);
 
@@ -428,9 +432,11 @@ const char *weft_version(void);
  * @out: NULL for a detached fiber, freed by the loop when it returns;
  *       otherwise a handle that must be given to weft_join() exactly once.
  * Context: the loop's thread, inside or outside its fibers. From another
- * thread (a fiber of another loop of a pool, or any thread), a detached
- * fiber is started by weft_loop_post and the result is weft_loop_post's;
- * a joinable one (@out not NULL) fails -EXDEV (not yet supported).
+ * thread, a detached fiber is started by weft_loop_post and the result is
+ * weft_loop_post's. A joinable one (@out not NULL) on another loop of the
+ * caller's pool: the calling fiber waits while that loop spawns it (one
+ * round trip), and may then join or cancel it; from anywhere else it
+ * fails -EXDEV.
  * Return: 0; -EINVAL if @fn is NULL; -EPERM if @loop is NULL and no loop
  * runs on this thread; -EAGAIN past weft_config.max_fibers; -ENOMEM;
  * -ECANCELED while the loop is being destroyed; -EXDEV as above.
@@ -450,7 +456,10 @@ int weft_go(weft_fn fn, void *arg);
  * @f: a handle from weft_spawn; invalid after a 0 return.
  * @result: out, may be NULL.
  * Context: fiber.
- * Return: 0; -EINVAL if @f is NULL; -EXDEV if @f belongs to another loop;
+ * A fiber of another loop of the caller's pool is joined the same way: the
+ * result comes back when it returns, and it is freed on its own loop.
+ * Return: 0; -EINVAL if @f is NULL or detached; -EXDEV if @f belongs to a
+ * loop outside the caller's pool;
  * -EDEADLK if @f is the caller; -EBUSY if another fiber is already joining @f; -EPERM outside a
  * fiber; -ETIMEDOUT past the caller's deadline, -ECANCELED if the caller is cancelled (in both
  * cases @f stays joinable). A fiber that has already returned is joined
@@ -463,10 +472,12 @@ int weft_join(weft_fiber *f, int *result);
  * -ECANCELED. An I/O operation already in the kernel is cancelled with
  * IORING_OP_ASYNC_CANCEL; if it completes anyway, its result is returned and
  * the cancel shows at the next call. Neither waits nor frees: join does.
- * Context: the loop's thread.
+ * Context: the loop's thread, or a loop of the same pool: the cancel is then
+ * posted to @f's loop and carried out there (after this returns; a cancel
+ * that arrives once @f has returned does nothing).
  * Return: 0 (also if @f has already returned); -EINVAL if @f is NULL;
- * -EXDEV from a thread that does not run @f's loop (use weft_pool_cancel, or
- * post the cancel to that loop).
+ * -ENOMEM (a cancel for another loop could not be queued); -EXDEV from any
+ * other thread (use weft_pool_cancel, or post the cancel to that loop).
  */
 int weft_cancel(weft_fiber *f);
 
@@ -713,10 +724,13 @@ int weft_offload(weft_fn fn, void *arg, int *result);
 /*
  * ---- between fibers of one loop -------------------------------------------
  *
- * Channels, mutexes, conditions and groups belong to the loop of the fiber
- * that first uses them and must not be shared between loops. Every blocking
- * call honours the fiber's deadline (-ETIMEDOUT) and weft_cancel
- * (-ECANCELED) and returns -EPERM outside a fiber.
+ * Channels, mutexes, conditions and groups belong to the thread that first
+ * uses them (the thread of its loop): a call from another thread fails
+ * -EXDEV rather than race, and the calls that return nothing (close, unlock,
+ * signal, cancel) do nothing there. Between loops, use a shared channel
+ * (weft_chan_create_shared). Every blocking call honours the fiber's
+ * deadline (-ETIMEDOUT) and weft_cancel (-ECANCELED) and returns -EPERM
+ * outside a fiber.
  */
 typedef struct weft_chan weft_chan;
 typedef struct weft_mutex weft_mutex;
@@ -730,6 +744,15 @@ typedef struct weft_group weft_group;
  * the buffer would overflow; -ENOMEM.
  */
 int weft_chan_create(weft_chan **out, size_t capacity, size_t elem_size);
+/*
+ * A channel for fibers of any loop (of a pool, or loops on threads of their
+ * own): send, recv, the try_ calls, len and close may be called from any of
+ * them, with the same semantics, deadlines and cancellation as a plain
+ * channel; the try_ calls and close also from threads that run no loop. It
+ * takes a mutex around each call, and a fiber parked on another loop is
+ * woken by a post to that loop. Return: as weft_chan_create.
+ */
+int weft_chan_create_shared(weft_chan **out, size_t capacity, size_t elem_size);
 /*
  * Copy @elem into the channel, parking while it is full.
  * Return: 0; -EPIPE once the channel is closed (also if it closes while
@@ -748,7 +771,8 @@ int weft_chan_try_recv(weft_chan *ch, void *elem);
 size_t weft_chan_len(const weft_chan *ch);
 /*
  * Close: parked senders get -EPIPE, receivers drain what is buffered and
- * then get -EPIPE. Closing twice is harmless. Context: the loop's thread.
+ * then get -EPIPE. Closing twice is harmless. Context: the channel's thread
+ * (any, for a shared channel).
  */
 void weft_chan_close(weft_chan *ch);
 /* Free. No fiber may be parked on it. NULL is a no-op. */

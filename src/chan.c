@@ -5,12 +5,32 @@
  * the other way at capacity 0), so a rendezvous copies once. Receivers only
  * wait while the buffer is empty and senders only while it is full, so at
  * most one of the two queues is ever non-empty.
+ *
+ * A plain channel belongs to the first thread that uses it (-EXDEV
+ * elsewhere) and takes no lock. A shared channel (weft_chan_create_shared)
+ * takes a mutex around the same logic, and its waiters are woken on their
+ * own loops: a completion under the lock only marks the waiter done and
+ * queues it; once the lock is dropped, a waiter of this loop is woken
+ * directly and one of another loop by a post to that loop (the waiter's
+ * record carries the post). A waiter whose wait ends early (deadline,
+ * cancel) takes itself off the queue under the lock, unless it was
+ * completed first: then the element went through, and it waits for the
+ * wake that is on its way before its record (on its stack) goes.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A waiter of a shared channel. */
+struct xwaiter {
+	struct weft__waiter w;	    /* done and res are under the channel's lock */
+	bool woken;		    /* on the waiter's loop: the completer's wake arrived */
+	struct weft__remote remote; /* the wake, posted to the waiter's loop */
+	struct xwaiter *next_wake;  /* the completer's list, under the lock */
+};
 
 struct weft_chan {
 	size_t cap;
@@ -18,12 +38,16 @@ struct weft_chan {
 	size_t head; /* index of the oldest element */
 	size_t len;
 	bool closed;
+	bool shared;
+	const void *_Atomic home;     /* a plain channel's thread (weft__bind_thread) */
+	pthread_mutex_t mu;	      /* a shared channel's lock */
+	struct xwaiter *wakes;	      /* shared: completed under the lock, to wake after it */
 	struct weft__waitq senders;   /* waiter.elem: the element to send */
 	struct weft__waitq receivers; /* waiter.elem: where to put one */
 	unsigned char buf[];
 };
 
-int weft_chan_create(weft_chan **out, size_t capacity, size_t elem_size)
+static int chan_new(weft_chan **out, size_t capacity, size_t elem_size, bool shared)
 {
 	if (!out || elem_size == 0 || (capacity && elem_size > (SIZE_MAX - 256) / capacity))
 		return -EINVAL;
@@ -34,13 +58,42 @@ int weft_chan_create(weft_chan **out, size_t capacity, size_t elem_size)
 		return -ENOMEM;
 	ch->cap = capacity;
 	ch->esize = elem_size;
+	ch->shared = shared;
+	if (shared)
+		pthread_mutex_init(&ch->mu, NULL);
 	*out = ch;
 	return 0;
+}
+
+int weft_chan_create(weft_chan **out, size_t capacity, size_t elem_size)
+{
+	return chan_new(out, capacity, elem_size, false);
+}
+
+int weft_chan_create_shared(weft_chan **out, size_t capacity, size_t elem_size)
+{
+	return chan_new(out, capacity, elem_size, true);
 }
 
 static void *slot(struct weft_chan *ch, size_t i)
 {
 	return ch->buf + ((ch->head + i) % ch->cap) * ch->esize;
+}
+
+/* Complete a popped waiter: at once on a plain channel, after the lock on a shared one. */
+static void complete(struct weft_chan *ch, struct weft__waiter *w, int res)
+{
+	if (!ch->shared) {
+		weft__waitq_complete(w, res);
+		return;
+	}
+
+	struct xwaiter *x = weft__container_of(w, struct xwaiter, w);
+
+	w->res = res;
+	w->done = true;
+	x->next_wake = ch->wakes;
+	ch->wakes = x;
 }
 
 /* Send without parking. Return: 0, -EPIPE, or -EAGAIN when it would park. */
@@ -53,7 +106,7 @@ static int send_now(struct weft_chan *ch, const void *elem)
 
 	if (r) {
 		memcpy(r->elem, elem, ch->esize);
-		weft__waitq_complete(r, 0);
+		complete(ch, r, 0);
 		return 0;
 	}
 	if (ch->len < ch->cap) {
@@ -78,7 +131,7 @@ static int recv_now(struct weft_chan *ch, void *elem)
 		if (s) {
 			memcpy(slot(ch, ch->len), s->elem, ch->esize);
 			ch->len++;
-			weft__waitq_complete(s, 0);
+			complete(ch, s, 0);
 		}
 		return 0;
 	}
@@ -87,10 +140,95 @@ static int recv_now(struct weft_chan *ch, void *elem)
 
 	if (s) { /* capacity 0: take it from the sender's hands */
 		memcpy(elem, s->elem, ch->esize);
-		weft__waitq_complete(s, 0);
+		complete(ch, s, 0);
 		return 0;
 	}
 	return ch->closed ? -EPIPE : -EAGAIN;
+}
+
+/* ---- shared channels: the lock, and waking after it ---------------------------- */
+
+static void xwaiter_woken(struct weft_loop *l, struct weft__remote *r)
+{
+	struct xwaiter *x = weft__container_of(r, struct xwaiter, remote);
+
+	(void)l;
+	x->woken = true;
+	weft__fiber_wake(x->w.fiber, 0);
+}
+
+/* Drop the lock, then wake what it completed: here directly, elsewhere by a post. */
+static void unlock_and_wake(struct weft_chan *ch)
+{
+	struct xwaiter *x = ch->wakes;
+	struct weft_loop *l = weft__tls_loop;
+
+	ch->wakes = NULL;
+	pthread_mutex_unlock(&ch->mu);
+	while (x) {
+		struct xwaiter *next = x->next_wake; /* x may go once woken */
+		struct weft_loop *to = x->w.fiber->loop;
+
+		if (to == l) {
+			x->woken = true;
+			weft__fiber_wake(x->w.fiber, 0);
+		} else {
+			x->remote.run = xwaiter_woken;
+			weft__loop_post_remote(to, &x->remote);
+		}
+		x = next;
+	}
+}
+
+/*
+ * Park on @q of the shared @ch (its lock held, released here) until a
+ * completer wakes us, or the deadline or a cancel ends the wait first.
+ */
+static int shared_wait(struct weft_chan *ch, struct weft__waitq *q, struct xwaiter *x)
+{
+	struct weft_loop *l = weft__tls_loop;
+	struct weft_fiber *self = l->cur;
+	int rc = 0;
+
+	x->w.fiber = self;
+	x->w.done = false;
+	x->w.res = 0;
+	x->woken = false;
+	if (!q->head.next)
+		weft__list_init(&q->head);
+	weft__list_add_before(&q->head, &x->w.link);
+	unlock_and_wake(ch);
+	l->remote_expected++; /* the wake may come from another thread */
+	while (!x->woken) {
+		if (rc == 0) {
+			rc = weft__fiber_park(l, self, &weft__wait_event, self->deadline);
+			continue;
+		}
+		/* The wait ended early: off the queue, unless completed first. */
+		pthread_mutex_lock(&ch->mu);
+
+		bool done = x->w.done;
+
+		if (!done)
+			weft__list_del(&x->w.link);
+		pthread_mutex_unlock(&ch->mu);
+		if (!done) {
+			l->remote_expected--;
+			return rc;
+		}
+		while (!x->woken) /* its wake is on the way: the record must outlive it */
+			weft__fiber_park(l, self, &weft__wait_handoff, WEFT_FOREVER);
+	}
+	l->remote_expected--;
+	return x->w.res;
+}
+
+/* ---- the calls ------------------------------------------------------------------ */
+
+/* The checks of a plain channel's calls: 0, or -EXDEV from another thread. */
+static int plain_check(struct weft_chan *ch)
+{
+	return weft__bind_thread(&ch->home);
 }
 
 int weft_chan_send(weft_chan *ch, const void *elem)
@@ -104,6 +242,20 @@ int weft_chan_send(weft_chan *ch, const void *elem)
 	int rc = weft__op_check(&self);
 
 	if (rc < 0)
+		return rc;
+	if (ch->shared) {
+		struct xwaiter x;
+
+		pthread_mutex_lock(&ch->mu);
+		rc = send_now(ch, elem);
+		if (rc != -EAGAIN) {
+			unlock_and_wake(ch);
+			return rc;
+		}
+		x.w.elem = (void *)(uintptr_t)elem;
+		return shared_wait(ch, &ch->senders, &x);
+	}
+	if ((rc = plain_check(ch)) < 0)
 		return rc;
 	rc = send_now(ch, elem);
 	if (rc != -EAGAIN)
@@ -124,6 +276,20 @@ int weft_chan_recv(weft_chan *ch, void *elem)
 
 	if (rc < 0)
 		return rc;
+	if (ch->shared) {
+		struct xwaiter x;
+
+		pthread_mutex_lock(&ch->mu);
+		rc = recv_now(ch, elem);
+		if (rc != -EAGAIN) {
+			unlock_and_wake(ch);
+			return rc;
+		}
+		x.w.elem = elem;
+		return shared_wait(ch, &ch->receivers, &x);
+	}
+	if ((rc = plain_check(ch)) < 0)
+		return rc;
 	rc = recv_now(ch, elem);
 	if (rc != -EAGAIN)
 		return rc;
@@ -133,34 +299,74 @@ int weft_chan_recv(weft_chan *ch, void *elem)
 
 int weft_chan_try_send(weft_chan *ch, const void *elem)
 {
+	int rc;
+
 	if (!ch || !elem)
 		return -EINVAL;
+	if (ch->shared) {
+		pthread_mutex_lock(&ch->mu);
+		rc = send_now(ch, elem);
+		unlock_and_wake(ch);
+		return rc;
+	}
+	if ((rc = plain_check(ch)) < 0)
+		return rc;
 	return send_now(ch, elem);
 }
 
 int weft_chan_try_recv(weft_chan *ch, void *elem)
 {
+	int rc;
+
 	if (!ch || !elem)
 		return -EINVAL;
+	if (ch->shared) {
+		pthread_mutex_lock(&ch->mu);
+		rc = recv_now(ch, elem);
+		unlock_and_wake(ch);
+		return rc;
+	}
+	if ((rc = plain_check(ch)) < 0)
+		return rc;
 	return recv_now(ch, elem);
 }
 
 size_t weft_chan_len(const weft_chan *ch)
 {
-	return ch ? ch->len : 0;
+	size_t len;
+
+	if (!ch)
+		return 0;
+	if (!ch->shared)
+		return ch->len;
+
+	struct weft_chan *m = (struct weft_chan *)(uintptr_t)ch;
+
+	pthread_mutex_lock(&m->mu);
+	len = m->len;
+	pthread_mutex_unlock(&m->mu);
+	return len;
 }
 
 void weft_chan_close(weft_chan *ch)
 {
 	struct weft__waiter *w;
 
-	if (!ch || ch->closed)
+	if (!ch)
 		return;
-	ch->closed = true;
-	while ((w = weft__waitq_pop(&ch->senders)))
-		weft__waitq_complete(w, -EPIPE);
-	while ((w = weft__waitq_pop(&ch->receivers)))
-		weft__waitq_complete(w, -EPIPE);
+	if (ch->shared)
+		pthread_mutex_lock(&ch->mu);
+	else if (plain_check(ch) < 0)
+		return; /* another thread's channel: not ours to close */
+	if (!ch->closed) {
+		ch->closed = true;
+		while ((w = weft__waitq_pop(&ch->senders)))
+			complete(ch, w, -EPIPE);
+		while ((w = weft__waitq_pop(&ch->receivers)))
+			complete(ch, w, -EPIPE);
+	}
+	if (ch->shared)
+		unlock_and_wake(ch);
 }
 
 void weft_chan_destroy(weft_chan *ch)
@@ -169,5 +375,7 @@ void weft_chan_destroy(weft_chan *ch)
 		return;
 	if (!weft__waitq_empty(&ch->senders) || !weft__waitq_empty(&ch->receivers))
 		WEFT__BUG(weft_self(), "weft_chan_destroy with fibers parked on the channel");
+	if (ch->shared)
+		pthread_mutex_destroy(&ch->mu);
 	free(ch);
 }

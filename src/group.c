@@ -26,7 +26,8 @@ struct weft_group {
 	bool cancelled; /* weft_group_cancel, or a failure */
 	bool gather;	/* weft_gather's: failures cancel nobody */
 	struct weft_fiber *waiter;
-	struct weft__wait wait; /* weft_gather's: a cancel passes to the members */
+	struct weft__wait wait;	  /* weft_gather's: a cancel passes to the members */
+	const void *_Atomic home; /* a task group's thread (weft__bind_thread) */
 };
 
 struct member {
@@ -175,6 +176,8 @@ int weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
 		return -EINVAL;
 	if (!l)
 		return -EPERM;
+	if (weft__bind_thread(&g->home) < 0)
+		return -EXDEV;
 	if (g->cancelled)
 		return -ECANCELED;
 	return member_spawn(l, g, fn, arg, NULL, WEFT_FOREVER);
@@ -190,6 +193,8 @@ int weft_group_wait(weft_group *g)
 		return -EINVAL;
 	if (!self)
 		return -EPERM;
+	if (weft__bind_thread(&g->home) < 0)
+		return -EXDEV;
 	if (g->waiter && g->waiter != self)
 		return -EBUSY;
 	while (g->running > 0) {
@@ -216,7 +221,7 @@ int weft_group_wait(weft_group *g)
 
 void weft_group_cancel(weft_group *g)
 {
-	if (g)
+	if (g && weft__bind_thread(&g->home) == 0)
 		cancel_members(g);
 }
 

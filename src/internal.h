@@ -192,6 +192,16 @@ void weft__op_mark_filled(const struct weft__op *op, int res);
 
 /* ---- fibers ---------------------------------------------------------------- */
 
+/*
+ * Work handed to a loop by another thread: pushed on the loop's inbox
+ * (lock-free), followed by a backend wake(); the loop runs it after the
+ * tick, on its own thread.
+ */
+struct weft__remote {
+	struct weft__remote *next;
+	void (*run)(struct weft_loop *l, struct weft__remote *r);
+};
+
 enum weft__fiber_state {
 	WEFT__FIBER_FREE = 0,	 /* in the stack pool */
 	WEFT__FIBER_READY = 1,	 /* on the run queue */
@@ -242,7 +252,13 @@ struct weft_fiber {
 	unsigned vg_id;		   /* valgrind stack id; survives reuse */
 	bool guarded;		   /* a guard page lies below stack_lo, else a red zone */
 	bool cold;		   /* free, on the stacks' cold list through all */
-} __attribute__((aligned(64)));	   /* the switch touches ctx: keep it on whole cache lines */
+	/* A join from another loop of the pool (fiber.c); reset at spawn. */
+	bool xwoken;			      /* xremote woke xwaiter (its loop's field) */
+	_Atomic bool xdone;		      /* returned: result may be read */
+	_Atomic(struct weft_fiber *) xjoiner; /* the one fiber joining it, any loop */
+	_Atomic(struct weft_fiber *) xwaiter; /* the joiner, parked until xdone */
+	struct weft__remote xremote;	      /* wakes the joiner; then frees it at home */
+} __attribute__((aligned(64))); /* the switch touches ctx: keep it on whole cache lines */
 
 /* ---- timer heap (heap.c) ---------------------------------------------------- */
 
@@ -303,16 +319,6 @@ struct weft__stacks {
 
 /* ---- the loop ----------------------------------------------------------------- */
 
-/*
- * Work handed to a loop by another thread: pushed on the loop's inbox
- * (lock-free), followed by a backend wake(); the loop runs it after the
- * tick, on its own thread.
- */
-struct weft__remote {
-	struct weft__remote *next;
-	void (*run)(struct weft_loop *l, struct weft__remote *r);
-};
-
 struct weft__offload;
 
 struct weft_loop {
@@ -371,12 +377,29 @@ static inline bool weft__op_supported(const struct weft_loop *l, unsigned code)
 _Noreturn void weft__bug(const struct weft_fiber *f, const char *file, int line, const char *what);
 #define WEFT__BUG(f, what) weft__bug((f), __FILE__, __LINE__, (what))
 /*
- * Whether @l belongs to another thread than the caller's: running on
- * another, or created by another and not running here.
+ * Whether @l belongs to another thread than the caller's (a loop runs only
+ * on the thread that created it: weft_loop_run refuses any other).
  */
 static inline bool weft__loop_foreign(const struct weft_loop *l)
 {
-	return l != weft__tls_loop && (l->running || !pthread_equal(l->owner, pthread_self()));
+	return l != weft__tls_loop && !pthread_equal(l->owner, pthread_self());
+}
+/*
+ * Objects that belong to one thread (channels, mutexes, conditions, groups)
+ * bind to the first thread that uses them: 0 there, -EXDEV on any other.
+ */
+extern __thread char weft__thread_tag __attribute__((tls_model("initial-exec")));
+static inline int weft__bind_thread(const void *_Atomic *home)
+{
+	const void *me = &weft__thread_tag;
+	const void *h = atomic_load_explicit(home, memory_order_relaxed);
+
+	if (WEFT__LIKELY(h == me))
+		return 0;
+	if (!h && atomic_compare_exchange_strong_explicit(home, &h, me, memory_order_relaxed,
+							  memory_order_relaxed))
+		return 0;
+	return h == me ? 0 : -EXDEV;
 }
 /* pool.c: a pool loop has work again / has none (then: is the whole pool done?). */
 void weft__pool_busy(struct weft_loop *l);

@@ -368,6 +368,10 @@ int weft_loop_run(weft_loop *l)
 		return -EINVAL;
 	if (weft__tls_loop || l->running)
 		return -EBUSY;
+	if (!pthread_equal(l->owner, pthread_self())) {
+		weft__loop_note_failure("weft_loop_run", -EXDEV);
+		return -EXDEV;
+	}
 	weft__tls_loop = l;
 	l->running = true;
 	learn_sched_stack(l);
@@ -392,10 +396,13 @@ void weft_loop_destroy(weft_loop *l)
 	atomic_store_explicit(&l->closed, true, memory_order_seq_cst);
 	while (atomic_load_explicit(&l->posting, memory_order_seq_cst) > 0)
 		sched_yield();
+	/* Destroyed from a fiber of another loop: that loop is this thread's again after. */
+	struct weft_loop *outer = weft__tls_loop;
+
 	if (atomic_load_explicit(&l->inbox, memory_order_acquire)) {
 		weft__tls_loop = l;
 		take_inbox(l);
-		weft__tls_loop = NULL;
+		weft__tls_loop = outer;
 	}
 	l->destroying = true;
 	/*
@@ -414,7 +421,7 @@ void weft_loop_destroy(weft_loop *l)
 		l->running = true;
 		run(l);
 		l->running = false;
-		weft__tls_loop = NULL;
+		weft__tls_loop = outer;
 	}
 #if WEFT_STACK_CENSUS
 	weft__census_report(l);
@@ -529,6 +536,11 @@ const char *weft_loop_explain(int err)
 		       "raise it ('sysctl -w vm.max_map_count=1048576' as root), or set "
 		       "weft_config.stack_guards to the number of guarded stacks wanted (the "
 		       "others go unguarded) or to 0.";
+	if (err == -EXDEV && !strcmp(failed_call, "weft_loop_run"))
+		return "weft_loop_run was called on another thread than the one that created the "
+		       "loop: a loop runs on its creator's thread (its io_uring ring belongs to "
+		       "that thread), so create the loop on the thread that runs it, or use "
+		       "weft_pool_create for a loop per thread.";
 	if (err == -ENOMEM && !strcmp(failed_call, "malloc"))
 		return "out of memory while setting up weft's loop.";
 	switch (err) {

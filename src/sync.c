@@ -78,6 +78,7 @@ int weft__waitq_wait(struct weft__waitq *q, struct weft__waiter *w, bool handoff
 struct weft_mutex {
 	struct weft_fiber *owner;
 	struct weft__waitq waiters;
+	const void *_Atomic home; /* its thread (weft__bind_thread) */
 };
 
 int weft_mutex_create(weft_mutex **out)
@@ -114,6 +115,8 @@ int weft_mutex_lock(weft_mutex *m)
 
 	int rc = weft__op_check(&self);
 
+	if (rc == 0)
+		rc = weft__bind_thread(&m->home);
 	if (rc < 0)
 		return rc;
 	if (m->owner == self)
@@ -133,6 +136,8 @@ int weft_mutex_trylock(weft_mutex *m)
 		return -EINVAL;
 	if (!self)
 		return -EPERM;
+	if (weft__bind_thread(&m->home) < 0)
+		return -EXDEV;
 	if (m->owner)
 		return m->owner == self ? -EDEADLK : -EBUSY;
 	m->owner = self;
@@ -143,8 +148,8 @@ void weft_mutex_unlock(weft_mutex *m)
 {
 	struct weft_fiber *self = weft_self();
 
-	if (!m)
-		return;
+	if (!m || weft__bind_thread(&m->home) < 0)
+		return; /* another thread's mutex: this one cannot hold it */
 	if (m->owner != self)
 		WEFT__BUG(self, "weft_mutex_unlock of a mutex this fiber does not hold");
 
@@ -168,6 +173,7 @@ void weft_mutex_destroy(weft_mutex *m)
 
 struct weft_cond {
 	struct weft__waitq waiters;
+	const void *_Atomic home; /* its thread (weft__bind_thread) */
 };
 
 int weft_cond_create(weft_cond **out)
@@ -190,7 +196,11 @@ int weft_cond_wait(weft_cond *c, weft_mutex *m)
 
 	if (!c || !m)
 		return -EINVAL;
-	if (!self || m->owner != self)
+	if (!self)
+		return -EPERM;
+	if (weft__bind_thread(&c->home) < 0 || weft__bind_thread(&m->home) < 0)
+		return -EXDEV;
+	if (m->owner != self)
 		return -EPERM;
 
 	int rc = self->cancelled ? -ECANCELED : 0;
@@ -207,7 +217,8 @@ int weft_cond_wait(weft_cond *c, weft_mutex *m)
 
 void weft_cond_signal(weft_cond *c)
 {
-	struct weft__waiter *w = c ? weft__waitq_pop(&c->waiters) : NULL;
+	struct weft__waiter *w =
+	    c && weft__bind_thread(&c->home) == 0 ? weft__waitq_pop(&c->waiters) : NULL;
 
 	if (w)
 		weft__waitq_complete(w, 0);
@@ -217,7 +228,9 @@ void weft_cond_broadcast(weft_cond *c)
 {
 	struct weft__waiter *w;
 
-	while (c && (w = weft__waitq_pop(&c->waiters)))
+	if (!c || weft__bind_thread(&c->home) < 0)
+		return;
+	while ((w = weft__waitq_pop(&c->waiters)))
 		weft__waitq_complete(w, 0);
 }
 

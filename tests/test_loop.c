@@ -440,6 +440,16 @@ static void test_sqpoll_submits_without_entering(void **state)
 
 		int rc = t_run_cfg(&cfg, nops_beside_a_busy_fiber, &s, &st);
 
+		/*
+		 * With other tests on both CPUs the SQ thread may get no CPU for a
+		 * whole run (9482 enters for 2000 NOPs were seen so): try again, up
+		 * to five runs, before calling the behaviour missing.
+		 */
+		for (int again = 0; sqpoll && rc == 0 && st.enters >= 2000 && again < 4; again++) {
+			s = (struct spin){ .n = { .each = 2000 } };
+			rc = t_run_cfg(&cfg, nops_beside_a_busy_fiber, &s, &st);
+		}
+
 		if (rc == -EPERM || rc == -EINVAL) {
 			print_message("SQPOLL is not allowed here (io_uring_setup: %d)\n", rc);
 			skip();

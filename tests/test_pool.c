@@ -337,7 +337,6 @@ static void test_plain_loop_runs_posts_from_another_thread(void **state)
 
 /* ---- calls on another thread's loop ---------------------------------------------- */
 
-static weft_fiber *_Atomic parked_on_one;
 static _Atomic int cross_ran;
 
 static int cross_detached(void *arg)
@@ -347,48 +346,418 @@ static int cross_detached(void *arg)
 	return 0;
 }
 
-static int park_then_note(void *arg)
+/* Returns 100 + the index of the loop it ran on, after sleeping *arg ms. */
+static int where_am_i(void *arg)
+{
+	int ms = (int)(intptr_t)arg;
+
+	if (ms && weft_sleep(ms * WEFT_MSEC) < 0)
+		return -ECANCELED;
+	return 100 + weft_loop_index();
+}
+
+static int sleep_long_see_cancel(void *arg)
 {
 	(void)arg;
-	return weft_sleep(WEFT_SEC) == -ECANCELED ? 0 : -EIO;
+	return weft_sleep(10 * WEFT_SEC) == -ECANCELED ? 7 : -EIO;
 }
+
+struct foreign_try {
+	weft_loop *loop;
+	weft_fiber *f;
+	int spawn_rc, cancel_rc;
+};
+
+static void *foreign_thread_tries(void *arg)
+{
+	struct foreign_try *t = arg;
+	weft_fiber *f = NULL;
+
+	t->spawn_rc = weft_spawn(t->loop, where_am_i, NULL, &f);
+	t->cancel_rc = weft_cancel(t->f);
+	return NULL;
+}
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			print_message("failed on loop %d: %s (line %d)\n", weft_loop_index(),      \
+				      #cond, __LINE__);                                            \
+			return -EBADMSG;                                                           \
+		}                                                                                  \
+	} while (0)
 
 static int cross_loop_calls(void *arg)
 {
 	weft_pool *p = *(weft_pool **)arg;
+	weft_loop *other = weft_pool_loop(p, 1 - weft_loop_index());
 	weft_fiber *f = NULL;
-	int rc = 0;
+	int res = 0;
 
-	if (weft_loop_index() == 1) {
-		/* A joinable fiber here, for loop 0 to try to cancel and join. */
-		if (weft_spawn(NULL, park_then_note, NULL, &f) < 0)
-			return -EIO;
-		atomic_store(&parked_on_one, f);
-		weft_sleep(50 * WEFT_MSEC);
-		weft_cancel(f);
-		return weft_join(f, NULL);
-	}
-	weft_sleep(10 * WEFT_MSEC);
-	if (weft_spawn(weft_pool_loop(p, 1), cross_detached, NULL, NULL) != 0)
-		rc = -EBADMSG; /* detached: goes by post */
-	if (weft_spawn(weft_pool_loop(p, 1), cross_detached, NULL, &f) != -EXDEV)
-		rc = -EBADMSG;
-	if (weft_cancel(atomic_load(&parked_on_one)) != -EXDEV)
-		rc = -EBADMSG;
-	if (weft_join(atomic_load(&parked_on_one), NULL) != -EXDEV)
-		rc = -EBADMSG;
-	return rc;
+	/* Detached: goes by post. */
+	CHECK(weft_spawn(other, cross_detached, NULL, NULL) == 0);
+	/* Joinable on the other loop, joined from here. */
+	CHECK(weft_spawn(other, where_am_i, (void *)(intptr_t)5, &f) == 0);
+	CHECK(weft_join(f, &res) == 0);
+	CHECK(res == 100 + (1 - weft_loop_index()));
+	/* Joined after it returned (no wait). */
+	CHECK(weft_spawn(other, where_am_i, NULL, &f) == 0);
+	weft_sleep(20 * WEFT_MSEC);
+	CHECK(weft_join(f, &res) == 0 && res == 100 + (1 - weft_loop_index()));
+	/* Cancelled from here, carried out there. */
+	int64_t t0 = weft_now();
+
+	CHECK(weft_spawn(other, sleep_long_see_cancel, NULL, &f) == 0);
+	weft_sleep(5 * WEFT_MSEC);
+	CHECK(weft_cancel(f) == 0);
+	CHECK(weft_join(f, &res) == 0 && res == 7);
+	CHECK(weft_now() - t0 < 5 * WEFT_SEC);
+	/* A join that times out leaves the fiber joinable; a second join takes it. */
+	CHECK(weft_spawn(other, where_am_i, (void *)(intptr_t)200, &f) == 0);
+	weft_set_deadline(weft_now() + 20 * WEFT_MSEC);
+	CHECK(weft_join(f, &res) == -ETIMEDOUT);
+	weft_set_deadline(WEFT_FOREVER);
+	CHECK(weft_join(f, &res) == 0 && res == 100 + (1 - weft_loop_index()));
+	/* A thread outside the pool may not spawn joinable fibers on it, nor cancel. */
+	CHECK(weft_spawn(other, sleep_long_see_cancel, NULL, &f) == 0);
+
+	struct foreign_try t = { .loop = other, .f = f };
+	pthread_t tid;
+
+	CHECK(pthread_create(&tid, NULL, foreign_thread_tries, &t) == 0);
+	pthread_join(tid, NULL);
+	CHECK(t.spawn_rc == -EXDEV && t.cancel_rc == -EXDEV);
+	CHECK(weft_cancel(f) == 0);
+	CHECK(weft_join(f, &res) == 0 && res == 7);
+	return 0;
 }
 
-static void test_calls_on_another_threads_loop_post_or_fail_exdev(void **state)
+static void test_spawn_join_cancel_across_loops(void **state)
 {
 	weft_pool *p;
 
 	(void)state;
+	atomic_store(&cross_ran, 0);
 	assert_int_equal(weft_pool_create(&p, 2, NULL), 0);
 	assert_int_equal(weft_pool_run(p, cross_loop_calls, &p), 0);
-	assert_int_equal(atomic_load(&cross_ran), 1);
+	assert_int_equal(atomic_load(&cross_ran), 2);
 	weft_pool_destroy(p);
+}
+
+/* Many round trips: each loop spawns on the next and joins, some cancelled. */
+#define ROUNDS 3000
+
+static int echo_index(void *arg)
+{
+	if ((uintptr_t)arg & 1)
+		weft_yield();
+	return weft_loop_index();
+}
+
+static int many_cross_joins(void *arg)
+{
+	weft_pool *p = arg;
+	unsigned n = weft_pool_size(p);
+	unsigned next = ((unsigned)weft_loop_index() + 1) % n;
+	weft_fiber *f;
+	int res;
+
+	for (uintptr_t i = 0; i < ROUNDS; i++) {
+		CHECK(weft_spawn(weft_pool_loop(p, next), echo_index, (void *)i, &f) == 0);
+		if (i % 7 == 0)
+			CHECK(weft_cancel(f) == 0); /* may land before or after it returns */
+		CHECK(weft_join(f, &res) == 0);
+		CHECK(res == (int)next);
+	}
+	return 0;
+}
+
+static void test_many_joins_across_three_loops(void **state)
+{
+	weft_pool *p;
+
+	(void)state;
+	assert_int_equal(weft_pool_create(&p, 3, NULL), 0);
+	assert_int_equal(weft_pool_run(p, many_cross_joins, p), 0);
+	weft_pool_destroy(p);
+}
+
+/* ---- objects of one thread, used from another: -EXDEV ------------------------- */
+
+static weft_chan *plain_ch;
+static weft_mutex *plain_mu;
+static weft_group *plain_group;
+static _Atomic int plain_bound;
+
+static int use_objects_from_two_loops(void *arg)
+{
+	int v = 1;
+
+	(void)arg;
+	if (weft_loop_index() == 0) {
+		CHECK(weft_chan_try_send(plain_ch, &v) == 0);
+		CHECK(weft_mutex_lock(plain_mu) == 0);
+		weft_mutex_unlock(plain_mu);
+		CHECK(weft_group_spawn(plain_group, cross_detached, NULL) == 0);
+		CHECK(weft_group_wait(plain_group) == 0);
+		atomic_store(&plain_bound, 1);
+		return 0;
+	}
+	while (!atomic_load(&plain_bound))
+		weft_sleep(WEFT_MSEC);
+	CHECK(weft_chan_send(plain_ch, &v) == -EXDEV);
+	CHECK(weft_chan_recv(plain_ch, &v) == -EXDEV);
+	CHECK(weft_chan_try_recv(plain_ch, &v) == -EXDEV);
+	CHECK(weft_mutex_lock(plain_mu) == -EXDEV);
+	CHECK(weft_mutex_trylock(plain_mu) == -EXDEV);
+	CHECK(weft_group_spawn(plain_group, cross_detached, NULL) == -EXDEV);
+	CHECK(weft_group_wait(plain_group) == -EXDEV);
+	weft_chan_close(plain_ch); /* not this thread's: does nothing */
+	return 0;
+}
+
+static void test_objects_of_one_loop_refuse_another_loop(void **state)
+{
+	weft_pool *p;
+	int v = 0;
+
+	(void)state;
+	assert_int_equal(weft_chan_create(&plain_ch, 4, sizeof(int)), 0);
+	assert_int_equal(weft_mutex_create(&plain_mu), 0);
+	assert_int_equal(weft_group_create(&plain_group), 0);
+	assert_int_equal(weft_pool_create(&p, 2, NULL), 0);
+	/* Loop 0 runs on this thread: the objects are this thread's. */
+	assert_int_equal(weft_pool_run(p, use_objects_from_two_loops, NULL), 0);
+	assert_int_equal(weft_chan_try_recv(plain_ch, &v), 0); /* not closed by loop 1 */
+	assert_int_equal(v, 1);
+	weft_pool_destroy(p);
+	weft_chan_destroy(plain_ch);
+	weft_mutex_destroy(plain_mu);
+	weft_group_destroy(plain_group);
+}
+
+/* ---- weft_loop_run on another thread; a loop inside another loop's fiber ------- */
+
+static void *run_elsewhere(void *arg)
+{
+	return (void *)(intptr_t)weft_loop_run(arg);
+}
+
+static void test_loop_run_on_another_thread_says_why(void **state)
+{
+	weft_loop *l;
+	pthread_t tid;
+	void *rc;
+
+	(void)state;
+	assert_int_equal(weft_loop_create(&l, NULL), 0);
+	assert_int_equal(pthread_create(&tid, NULL, run_elsewhere, l), 0);
+	pthread_join(tid, &rc);
+	assert_int_equal((int)(intptr_t)rc, -EXDEV);
+	assert_int_equal(weft_loop_run(l), 0); /* here it runs */
+	weft_loop_destroy(l);
+}
+
+static void *explain_elsewhere(void *arg)
+{
+	int rc = weft_loop_run(arg);
+
+	return rc == -EXDEV && strstr(weft_loop_explain(rc), "another thread") ? arg : NULL;
+}
+
+static void test_loop_run_explains_exdev(void **state)
+{
+	weft_loop *l;
+	pthread_t tid;
+	void *ok;
+
+	(void)state;
+	assert_int_equal(weft_loop_create(&l, NULL), 0);
+	assert_int_equal(pthread_create(&tid, NULL, explain_elsewhere, l), 0);
+	pthread_join(tid, &ok);
+	assert_ptr_equal(ok, l);
+	weft_loop_destroy(l);
+}
+
+static int nested_loop(void *arg)
+{
+	weft_fiber *self = weft_self();
+	weft_loop *outer = weft_loop_current();
+	weft_loop *inner;
+
+	(void)arg;
+	CHECK(weft_loop_create(&inner, NULL) == 0);
+	CHECK(weft_spawn(inner, cross_detached, NULL, NULL) == 0); /* never runs: cancelled */
+	CHECK(weft_loop_run(inner) == -EBUSY);
+	weft_loop_destroy(inner);
+	CHECK(weft_self() == self && weft_loop_current() == outer);
+	CHECK(weft_sleep(WEFT_MSEC) == 0);
+	return 42;
+}
+
+static void test_loop_created_and_destroyed_in_a_fiber_leaves_it_intact(void **state)
+{
+	(void)state;
+	assert_int_equal(weft_main(nested_loop, NULL), 42);
+}
+
+/* ---- shared channels -------------------------------------------------------------- */
+
+#define SH_LOOPS 3
+#define SH_PRODUCERS 4 /* per loop */
+#define SH_CONSUMERS 3 /* per loop */
+#define SH_EACH 5000
+
+static weft_chan *shared_ch;
+static _Atomic long long consumed_sum;
+static _Atomic long consumed_count;
+static _Atomic int producers_left;
+
+static int sh_producer(void *arg)
+{
+	long base = (long)(intptr_t)arg;
+
+	for (long i = 0; i < SH_EACH; i++) {
+		long v = base * SH_EACH + i + 1;
+
+		if (i % 97 == 0)
+			weft_yield();
+		CHECK(weft_chan_send(shared_ch, &v) == 0);
+	}
+	if (atomic_fetch_sub(&producers_left, 1) == 1)
+		weft_chan_close(shared_ch); /* the last producer, on whichever loop */
+	return 0;
+}
+
+static int sh_consumer(void *arg)
+{
+	long v;
+	int rc;
+
+	(void)arg;
+	while ((rc = weft_chan_recv(shared_ch, &v)) == 0) {
+		atomic_fetch_add(&consumed_sum, v);
+		atomic_fetch_add(&consumed_count, 1);
+	}
+	return rc == -EPIPE ? 0 : rc;
+}
+
+static int sh_loop_main(void *arg)
+{
+	weft_call calls[SH_PRODUCERS + SH_CONSUMERS];
+	int idx = weft_loop_index();
+
+	(void)arg;
+	for (int i = 0; i < SH_PRODUCERS; i++)
+		calls[i] = (weft_call){ .fn = sh_producer,
+					.arg = (void *)(intptr_t)(idx * SH_PRODUCERS + i) };
+	for (int i = 0; i < SH_CONSUMERS; i++)
+		calls[SH_PRODUCERS + i] = (weft_call){ .fn = sh_consumer };
+	return weft_gather(calls, SH_PRODUCERS + SH_CONSUMERS);
+}
+
+static void shared_channel_sums_match(size_t capacity)
+{
+	weft_pool *p;
+	long total = (long)SH_LOOPS * SH_PRODUCERS * SH_EACH;
+
+	assert_int_equal(weft_chan_create_shared(&shared_ch, capacity, sizeof(long)), 0);
+	atomic_store(&consumed_sum, 0);
+	atomic_store(&consumed_count, 0);
+	atomic_store(&producers_left, SH_LOOPS * SH_PRODUCERS);
+	assert_int_equal(weft_pool_create(&p, SH_LOOPS, NULL), 0);
+	assert_int_equal(weft_pool_run(p, sh_loop_main, NULL), 0);
+	assert_int_equal(atomic_load(&consumed_count), total);
+	assert_true(atomic_load(&consumed_sum) == (long long)total * (total + 1) / 2);
+	assert_int_equal(weft_chan_len(shared_ch), 0);
+	weft_pool_destroy(p);
+	weft_chan_destroy(shared_ch);
+}
+
+static void test_shared_channel_producers_and_consumers_on_every_loop(void **state)
+{
+	(void)state;
+	shared_channel_sums_match(16);
+	shared_channel_sums_match(0); /* rendezvous: every element hand to hand */
+}
+
+/* Close drains: what is buffered is received after the close, then -EPIPE. */
+static int sh_drain(void *arg)
+{
+	long v = 0;
+
+	(void)arg;
+	if (weft_loop_index() == 0) {
+		for (long i = 1; i <= 8; i++)
+			CHECK(weft_chan_send(shared_ch, &i) == 0);
+		weft_chan_close(shared_ch);
+		CHECK(weft_chan_send(shared_ch, &v) == -EPIPE);
+		return 0;
+	}
+	weft_sleep(20 * WEFT_MSEC);
+	for (long i = 1; i <= 8; i++) {
+		CHECK(weft_chan_recv(shared_ch, &v) == 0);
+		CHECK(v == i);
+	}
+	CHECK(weft_chan_recv(shared_ch, &v) == -EPIPE);
+	return 0;
+}
+
+/* A receiver parked on loop 1: its deadline, then a cancel from loop 0, end the wait. */
+static _Atomic int sh_stage;
+
+static int sh_parked_receiver(void *arg)
+{
+	long v;
+
+	(void)arg;
+	weft_set_deadline(weft_now() + 10 * WEFT_MSEC);
+	CHECK(weft_chan_recv(shared_ch, &v) == -ETIMEDOUT);
+	weft_set_deadline(WEFT_FOREVER);
+	atomic_store(&sh_stage, 1);
+	CHECK(weft_chan_recv(shared_ch, &v) == -ECANCELED);
+	return 5;
+}
+
+static int sh_cancel_across(void *arg)
+{
+	weft_pool *p = arg;
+	weft_fiber *f;
+	int res;
+	long v = 3;
+
+	if (weft_loop_index() != 0)
+		return 0;
+	CHECK(weft_spawn(weft_pool_loop(p, 1), sh_parked_receiver, NULL, &f) == 0);
+	while (!atomic_load(&sh_stage))
+		weft_sleep(WEFT_MSEC);
+	weft_sleep(5 * WEFT_MSEC);
+	CHECK(weft_cancel(f) == 0);
+	CHECK(weft_join(f, &res) == 0 && res == 5);
+	/* Nobody parked now: the element stays buffered. */
+	CHECK(weft_chan_try_send(shared_ch, &v) == 0);
+	CHECK(weft_chan_len(shared_ch) == 1);
+	return 0;
+}
+
+static void test_shared_channel_close_drains_and_waits_end_early(void **state)
+{
+	weft_pool *p;
+	long v;
+
+	(void)state;
+	assert_int_equal(weft_chan_create_shared(&shared_ch, 8, sizeof(long)), 0);
+	assert_int_equal(weft_pool_create(&p, 2, NULL), 0);
+	assert_int_equal(weft_pool_run(p, sh_drain, NULL), 0);
+	weft_chan_destroy(shared_ch);
+
+	assert_int_equal(weft_chan_create_shared(&shared_ch, 4, sizeof(long)), 0);
+	assert_int_equal(weft_pool_run(p, sh_cancel_across, p), 0);
+	/* Any thread may use the try_ calls of a shared channel. */
+	assert_int_equal(weft_chan_try_recv(shared_ch, &v), 0);
+	assert_int_equal(v, 3);
+	weft_pool_destroy(p);
+	weft_chan_destroy(shared_ch);
 }
 
 int main(void)
@@ -402,7 +771,14 @@ int main(void)
 		cmocka_unit_test(test_pool_cancel_reaches_every_loop),
 		cmocka_unit_test(test_pool_shutdown_runs_posts_that_got_in_and_refuses_later_ones),
 		cmocka_unit_test(test_plain_loop_runs_posts_from_another_thread),
-		cmocka_unit_test(test_calls_on_another_threads_loop_post_or_fail_exdev),
+		cmocka_unit_test(test_spawn_join_cancel_across_loops),
+		cmocka_unit_test(test_many_joins_across_three_loops),
+		cmocka_unit_test(test_objects_of_one_loop_refuse_another_loop),
+		cmocka_unit_test(test_loop_run_on_another_thread_says_why),
+		cmocka_unit_test(test_loop_run_explains_exdev),
+		cmocka_unit_test(test_loop_created_and_destroyed_in_a_fiber_leaves_it_intact),
+		cmocka_unit_test(test_shared_channel_producers_and_consumers_on_every_loop),
+		cmocka_unit_test(test_shared_channel_close_drains_and_waits_end_early),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
