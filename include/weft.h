@@ -272,7 +272,16 @@ typedef struct weft_stats {
 	 * spawned (out of memory, or max_fibers reached): dropped.
 	 */
 	uint64_t posts_dropped;
-	uint64_t reserved[3];
+	/*
+	 * Wake-ups this loop sent to other loops (for posts, cross-loop joins,
+	 * shared channels): through IORING_OP_MSG_RING to their rings (io_uring
+	 * to io_uring, Linux 5.18+), or through their eventfd (epoll, older
+	 * kernels, or WEFT_WAKE=eventfd). Threads that run no loop always use
+	 * the eventfd.
+	 */
+	uint64_t wakes_msg_ring;
+	uint64_t wakes_eventfd;
+	uint64_t reserved[1];
 } weft_stats;
 
 /*
@@ -297,7 +306,8 @@ void weft_config_init(weft_config *cfg);
  * and WEFT_BACKEND (auto, uring, epoll), read by weft_config_init;
  * WEFT_DISABLE_OPS, a comma-separated list of IORING_OP_* numbers to treat
  * as missing, so the fallbacks run instead (a work-around for a kernel bug
- * in one opcode). A value other than these
+ * in one opcode); WEFT_WAKE (auto, msg_ring, eventfd): how loops wake each
+ * other, eventfd forcing the fallback of kernels without IORING_OP_MSG_RING. A value other than these
  * makes weft_loop_create fail with -EINVAL, and weft_loop_explain then names
  * the variable and what it takes.
  */

@@ -1123,6 +1123,11 @@ static int ep_tick(struct weft_loop *l, bool wait, int64_t deadline)
 static void ep_wake(struct weft_loop *l)
 {
 	uint64_t one = 1;
+
+	if (weft__tls_loop == l)
+		return; /* its own thread: run() looks at the inbox before it waits */
+	if (weft__tls_loop)
+		weft__tls_loop->stats.wakes_eventfd++;
 	ssize_t w = write(E(l)->wakefd, &one, sizeof(one));
 
 	(void)w;

@@ -38,6 +38,10 @@ _Static_assert(_Alignof(struct weft__op) >= 4, "two low bits of an op's address 
 #define UD_TAGS 3u
 /* user_data of a cancel by fd, whose answer nobody waits for. */
 #define UD_IGNORE ((uint64_t)0)
+/* Not counted in inflight: a wake from another loop's MSG_RING, and that SQE's failure. */
+#define UD_WAKE ((uint64_t)4)
+#define UD_MSG ((uint64_t)8)
+#define UD_SPECIAL ((uint64_t)16)
 
 /* The ops pending on one fd: a ring through op->fdlink, found from here. */
 struct fdslot {
@@ -66,6 +70,8 @@ struct uring {
 	int wake_fd;
 	bool wake_armed;
 	struct weft__op wake_op;
+	/* IORING_OP_MSG_RING (5.18) works and WEFT_WAKE does not forbid it. */
+	bool msg_ring;
 };
 
 static inline struct uring *U(struct weft_loop *l)
@@ -215,6 +221,13 @@ static int uring_setup(struct weft_loop *l)
 	u->sqpoll = u->flags & IORING_SETUP_SQPOLL;
 	u->defer = u->flags & IORING_SETUP_DEFER_TASKRUN;
 	probe_ops(l, u);
+	{
+		const char *w = getenv("WEFT_WAKE");
+
+		u->msg_ring = (u->probe[IORING_OP_MSG_RING / 64] >> (IORING_OP_MSG_RING % 64)) & 1;
+		if (w && !strcmp(w, "eventfd"))
+			u->msg_ring = false;
+	}
 	if (l->cfg.iowq_bounded || l->cfg.iowq_unbounded) {
 		unsigned vals[2] = { l->cfg.iowq_bounded, l->cfg.iowq_unbounded };
 
@@ -653,9 +666,17 @@ static void uring_cancel_fd(struct weft_loop *l, int fd)
 static inline void dispatch(struct weft_loop *l, struct uring *u, uint64_t ud, int res,
 			    uint32_t flags)
 {
-	l->inflight--;
-	if (ud == UD_IGNORE)
+	if (WEFT__UNLIKELY(ud < UD_SPECIAL)) {
+		/*
+		 * UD_WAKE: another loop's MSG_RING; the loop takes its inbox after
+		 * the tick. UD_MSG: our MSG_RING failed: the target is being torn
+		 * down or its CQ is full, and it looks at its inbox after every tick.
+		 */
+		if (ud == UD_IGNORE)
+			l->inflight--;
 		return;
+	}
+	l->inflight--;
 
 	struct weft__op *op = (struct weft__op *)(uintptr_t)(ud & ~(uint64_t)UD_TAGS);
 
@@ -791,11 +812,55 @@ static void wake_done(struct weft__op *op, int res, uint32_t flags)
 		WEFT__BUG(NULL, "read of the wake eventfd failed");
 }
 
-static void uring_wake(struct weft_loop *l)
+/*
+ * Wake @to from this thread's loop @l through @l's own ring: an
+ * IORING_OP_MSG_RING posts a CQE (UD_WAKE) to @to's ring, which ends its
+ * wait; @to then needs no poll re-armed and no eventfd read. Submitted at
+ * once (one io_uring_enter, as the eventfd's write is one call), and issued
+ * inline by the kernel, so @to's ring is reached before this returns: @to
+ * is alive now (its poster holds it), maybe not later. No CQE on success
+ * (CQE_SKIP_SUCCESS). Return: false where it cannot be used here.
+ */
+static bool msg_ring_wake(struct weft_loop *l, struct weft_loop *to)
 {
+	struct uring *u = U(l);
+
+	/* SQPOLL's thread would issue it later, when @to may be gone. */
+	if (!u->msg_ring || !U(to)->msg_ring || u->sqpoll || u->reaping || u->fatal ||
+	    !reserve(l, 1))
+		return false;
+
+	struct io_uring_sqe *sqe = sqe_put(l, u, IORING_OP_MSG_RING, U(to)->ring.ring_fd,
+					   0 /* IORING_MSG_DATA */, 0 /* res */,
+					   UD_WAKE /* its user_data */, 0, UD_MSG);
+
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	l->inflight--; /* no CQE to wait for */
+
+	int rc = enter(l, flush_sq(&u->ring), 0, 0, NULL, 0);
+
+	if (!transient(rc)) {
+		set_fatal(l, rc);
+		return false;
+	}
+	l->stats.wakes_msg_ring++;
+	return true;
+}
+
+static void uring_wake(struct weft_loop *to)
+{
+	struct weft_loop *l = weft__tls_loop;
 	uint64_t one = 1;
+
+	if (l == to)
+		return; /* its own thread: run() looks at the inbox before it waits */
+	if (l && l->be == to->be && msg_ring_wake(l, to))
+		return;
+	if (l)
+		l->stats.wakes_eventfd++;
+
 	/* Cannot fail short of a bad fd, and the loop holds it open. */
-	ssize_t w = write(U(l)->wake_fd, &one, sizeof(one));
+	ssize_t w = write(U(to)->wake_fd, &one, sizeof(one));
 
 	(void)w;
 }

@@ -156,7 +156,7 @@ static bool is_op_list(const char *s)
 
 /*
  * The environment variables weft reads (WEFT_RING_MODE, WEFT_SQPOLL,
- * WEFT_DISABLE_OPS): a value weft does not understand is refused rather
+ * WEFT_BACKEND, WEFT_WAKE, WEFT_DISABLE_OPS): a value weft does not understand is refused rather
  * than ignored, so that a typo does not silently change nothing.
  */
 static int check_env(void)
@@ -164,6 +164,7 @@ static int check_env(void)
 	static const char *const modes[] = { "auto", "defer", "coop", "plain", NULL };
 	static const char *const flag[] = { "0", "1", NULL };
 	static const char *const backends[] = { "auto", "uring", "epoll", NULL };
+	static const char *const wakes[] = { "auto", "msg_ring", "eventfd", NULL };
 	const char *s;
 
 	if ((s = getenv("WEFT_RING_MODE")) && *s && !is_one_of(s, modes))
@@ -172,6 +173,8 @@ static int check_env(void)
 		return env_refused("WEFT_SQPOLL", s, "0 or 1");
 	if ((s = getenv("WEFT_BACKEND")) && *s && !is_one_of(s, backends))
 		return env_refused("WEFT_BACKEND", s, "auto, uring or epoll");
+	if ((s = getenv("WEFT_WAKE")) && *s && !is_one_of(s, wakes))
+		return env_refused("WEFT_WAKE", s, "auto, msg_ring or eventfd");
 	if ((s = getenv("WEFT_DISABLE_OPS")) && !is_op_list(s))
 		return env_refused("WEFT_DISABLE_OPS", s,
 				   "IORING_OP_* numbers separated by commas (e.g. 55,37)");
@@ -345,7 +348,9 @@ static int run(struct weft_loop *l)
 		if (l->live == 0 && l->inflight == 0 && (!l->pool || weft__pool_idle(l)))
 			return 0;
 
-		bool wait = l->runq_head == NULL;
+		/* Posts of its own (a fiber posted to this loop) need no wake: look before waiting. */
+		bool wait = l->runq_head == NULL &&
+			    !atomic_load_explicit(&l->inbox, memory_order_relaxed);
 		int64_t next = weft__timers_next(l);
 
 		if (wait && next == WEFT_FOREVER && l->inflight == 0 && l->remote_expected == 0)

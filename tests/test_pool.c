@@ -760,6 +760,53 @@ static void test_shared_channel_close_drains_and_waits_end_early(void **state)
 	weft_chan_destroy(shared_ch);
 }
 
+/* ---- how loops wake each other: MSG_RING, or the eventfd forced ----------------- */
+
+static void wake_counts(const char *wake, uint64_t *msg, uint64_t *efd)
+{
+	weft_pool *p;
+	weft_stats st;
+
+	if (wake)
+		setenv("WEFT_WAKE", wake, 1);
+	else
+		unsetenv("WEFT_WAKE");
+	assert_int_equal(weft_pool_create(&p, 3, NULL), 0);
+	assert_int_equal(weft_pool_run(p, many_cross_joins, p), 0);
+	*msg = *efd = 0;
+	for (unsigned i = 0; i < 3; i++) {
+		weft_loop_stats(weft_pool_loop(p, i), &st);
+		*msg += st.wakes_msg_ring;
+		*efd += st.wakes_eventfd;
+	}
+	weft_pool_destroy(p);
+	unsetenv("WEFT_WAKE");
+}
+
+static void test_wakes_go_by_msg_ring_or_the_eventfd_forced(void **state)
+{
+	uint64_t msg, efd;
+	weft_pool *p;
+
+	(void)state;
+	wake_counts("eventfd", &msg, &efd);
+	print_message("WEFT_WAKE=eventfd: %llu by MSG_RING, %llu by eventfd\n",
+		      (unsigned long long)msg, (unsigned long long)efd);
+	assert_int_equal(msg, 0);
+	assert_true(efd > 0);
+	wake_counts(NULL, &msg, &efd);
+	print_message("WEFT_WAKE unset: %llu by MSG_RING, %llu by eventfd\n",
+		      (unsigned long long)msg, (unsigned long long)efd);
+	if (t_on_uring()) /* Linux 5.18+ has MSG_RING: every loop-to-loop wake uses it */
+		assert_true(msg > 0 && efd == 0);
+	else
+		assert_true(msg == 0 && efd > 0);
+	setenv("WEFT_WAKE", "pigeon", 1);
+	assert_int_equal(weft_pool_create(&p, 2, NULL), -EINVAL);
+	assert_non_null(strstr(weft_loop_explain(-EINVAL), "WEFT_WAKE"));
+	unsetenv("WEFT_WAKE");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -779,6 +826,7 @@ int main(void)
 		cmocka_unit_test(test_loop_created_and_destroyed_in_a_fiber_leaves_it_intact),
 		cmocka_unit_test(test_shared_channel_producers_and_consumers_on_every_loop),
 		cmocka_unit_test(test_shared_channel_close_drains_and_waits_end_early),
+		cmocka_unit_test(test_wakes_go_by_msg_ring_or_the_eventfd_forced),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
