@@ -66,4 +66,37 @@ grep -q '^HTTP/1.1 404' "$tmp/resp" || fail "expected a 404"
 exec 3>&-
 kill -TERM $pid
 wait $pid || fail "http_server exited with $?"
+
+# --loops: a pool of loops, a listener each on one port; every loop answers,
+# and one signal shuts every loop down, connections open or not.
+"$ex/echo_server" --loops 2 0 127.0.0.1 2>"$tmp/echo2.err" &
+pid=$!
+port=$(port_of "$tmp/echo2.err") || fail "echo_server --loops 2 did not start: $(cat "$tmp/echo2.err")"
+grep -q "2 loops" "$tmp/echo2.err" || fail "echo_server --loops 2: $(cat "$tmp/echo2.err")"
+for i in 3 4 5 6 7 8; do
+	eval "exec $i<>/dev/tcp/127.0.0.1/$port"
+	echo "hi $i" >&$i
+	read -r -t 5 line <&$i || fail "echo_server --loops 2 did not answer connection $i"
+	[ "$line" = "hi $i" ] || fail "echo_server --loops 2 echoed '$line'"
+done
+kill -INT $pid
+for _ in $(seq 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -0 $pid 2>/dev/null && fail "echo_server --loops 2 still running 5 s after SIGINT"
+wait $pid || fail "echo_server --loops 2 exited with $?"
+grep -q "served 6 connections" "$tmp/echo2.err" || fail "echo_server --loops 2: $(cat "$tmp/echo2.err")"
+for i in 3 4 5 6 7 8; do eval "exec $i>&-"; done
+
+"$ex/http_server" --loops 0 --pin 0 127.0.0.1 2>"$tmp/http0.err" &
+pid=$!
+port=$(port_of "$tmp/http0.err") || fail "http_server --loops 0 did not start: $(cat "$tmp/http0.err")"
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3
+timeout 5 cat <&3 >"$tmp/resp0" || fail "http_server --loops 0 did not answer"
+grep -q '^hello, world' "$tmp/resp0" || fail "http_server --loops 0: $(cat "$tmp/resp0")"
+exec 3>&-
+kill -TERM $pid
+wait $pid || fail "http_server --loops 0 exited with $?"
+
+"$ex/http_server" --loops many 2>"$tmp/bad.err" && fail "http_server --loops many started"
+grep -q "takes a number of loops" "$tmp/bad.err" || fail "--loops many: $(cat "$tmp/bad.err")"
 echo "examples ok"
