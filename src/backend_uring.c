@@ -830,9 +830,9 @@ static bool msg_ring_wake(struct weft_loop *l, struct weft_loop *to)
 	    !reserve(l, 1))
 		return false;
 
-	struct io_uring_sqe *sqe = sqe_put(l, u, IORING_OP_MSG_RING, U(to)->ring.ring_fd,
-					   0 /* IORING_MSG_DATA */, 0 /* res */,
-					   UD_WAKE /* its user_data */, 0, UD_MSG);
+	struct io_uring_sqe *sqe =
+	    sqe_put(l, u, IORING_OP_MSG_RING, U(to)->ring.ring_fd, 0 /* IORING_MSG_DATA */,
+		    0 /* res */, UD_WAKE /* its user_data */, 0, UD_MSG);
 
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 	l->inflight--; /* no CQE to wait for */

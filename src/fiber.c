@@ -45,6 +45,10 @@ void weft__fiber_release(struct weft_loop *l, struct weft_fiber *f)
 #if WEFT_STACK_CENSUS
 	weft__census_record(l, f);
 #endif
+#ifdef WEFT_TSAN
+	weft__tsan_destroy(f->tsan_fiber);
+	f->tsan_fiber = NULL;
+#endif
 	weft__stack_free(&l->stacks, f);
 }
 
@@ -86,11 +90,13 @@ static void jump(struct weft_loop *l, struct weft_fiber *from, struct weft_fiber
 		weft__asan_start(fake, to->stack_lo, (size_t)(to->stack_top - to->stack_lo));
 		l->cur = to;
 		l->stats.switches++;
+		weft__tsan_switch(to->tsan_fiber);
 		weft__ctx_jump(save, &to->ctx);
 	} else {
 		weft__asan_start(fake, l->sched_stack, l->sched_stack_size);
 		l->cur = NULL;
 		l->stats.switches++;
+		weft__tsan_switch(l->tsan_sched);
 		weft__ctx_jump(save, &l->ctx);
 	}
 	after_switch(l, from ? from->asan_fake : l->asan_fake);
@@ -193,6 +199,9 @@ int weft__fiber_spawn_blk(struct weft_loop *l, weft_fn fn, const void *blk, size
 		if (blk_out)
 			*blk_out = top;
 	}
+#ifdef WEFT_TSAN
+	f->tsan_fiber = weft__tsan_create(); /* TSan counts these as threads: one per live fiber */
+#endif
 	f->loop = l;
 	f->fn = fn;
 	f->arg = arg;

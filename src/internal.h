@@ -258,6 +258,7 @@ struct weft_fiber {
 	_Atomic(struct weft_fiber *) xjoiner; /* the one fiber joining it, any loop */
 	_Atomic(struct weft_fiber *) xwaiter; /* the joiner, parked until xdone */
 	struct weft__remote xremote;	      /* wakes the joiner; then frees it at home */
+	void *tsan_fiber;		      /* its ThreadSanitizer fiber (TSan builds) */
 } __attribute__((aligned(64))); /* the switch touches ctx: keep it on whole cache lines */
 
 /* ---- timer heap (heap.c) ---------------------------------------------------- */
@@ -353,6 +354,7 @@ struct weft_loop {
 	struct weft__stacks stacks;
 	weft_config cfg;
 	weft_stats stats;
+	void *tsan_sched;	 /* the scheduler's ThreadSanitizer fiber (TSan builds) */
 	void *asan_fake;	 /* the scheduler's ASan fake stack */
 	const void *sched_stack; /* the scheduler's stack, as ASan told us */
 	size_t sched_stack_size;

@@ -348,9 +348,10 @@ static int run(struct weft_loop *l)
 		if (l->live == 0 && l->inflight == 0 && (!l->pool || weft__pool_idle(l)))
 			return 0;
 
-		/* Posts of its own (a fiber posted to this loop) need no wake: look before waiting. */
-		bool wait = l->runq_head == NULL &&
-			    !atomic_load_explicit(&l->inbox, memory_order_relaxed);
+		/* Posts of its own (a fiber posted to this loop) need no wake: look before waiting.
+		 */
+		bool wait =
+		    l->runq_head == NULL && !atomic_load_explicit(&l->inbox, memory_order_relaxed);
 		int64_t next = weft__timers_next(l);
 
 		if (wait && next == WEFT_FOREVER && l->inflight == 0 && l->remote_expected == 0)
@@ -380,6 +381,7 @@ int weft_loop_run(weft_loop *l)
 	weft__tls_loop = l;
 	l->running = true;
 	learn_sched_stack(l);
+	l->tsan_sched = weft__tsan_current();
 
 	int rc = run(l);
 
@@ -424,6 +426,7 @@ void weft_loop_destroy(weft_loop *l)
 		}
 		weft__tls_loop = l;
 		l->running = true;
+		l->tsan_sched = weft__tsan_current();
 		run(l);
 		l->running = false;
 		weft__tls_loop = outer;

@@ -500,6 +500,11 @@ void weft__stacks_fini(struct weft__stacks *s)
 		 * ASan does not see) must not inherit their redzones.
 		 */
 		weft__asan_unpoison(slab->base, slab->len);
+#ifdef WEFT_TSAN
+		for (size_t i = 0; i < slab->count; i++)
+			if (slab->fibers[i].tsan_fiber)
+				weft__tsan_destroy(slab->fibers[i].tsan_fiber);
+#endif
 		munmap(slab->base, slab->len);
 		free(slab->fibers);
 		free(slab);
