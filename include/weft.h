@@ -307,9 +307,9 @@ void weft_config_init(weft_config *cfg);
  * WEFT_DISABLE_OPS, a comma-separated list of IORING_OP_* numbers to treat
  * as missing, so the fallbacks run instead (a work-around for a kernel bug
  * in one opcode); WEFT_WAKE (auto, msg_ring, eventfd): how loops wake each
- * other, eventfd forcing the fallback of kernels without IORING_OP_MSG_RING. A value other than these
- * makes weft_loop_create fail with -EINVAL, and weft_loop_explain then names
- * the variable and what it takes.
+ * other, eventfd forcing the fallback of kernels without MSG_RING.
+ * A value other than these makes weft_loop_create fail with -EINVAL, and
+ * weft_loop_explain then names the variable and what it takes.
  */
 int weft_loop_create(weft_loop **loop, const weft_config *cfg);
 
