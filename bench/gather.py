@@ -59,6 +59,9 @@ class Bench:
         self.refused = None  # why weft cannot make a loop here, if it cannot
         self.seen = {}  # (workload, mode) -> (n, median wall, d_s) of its last case
         self.echo_name = "examples/echo_server"
+        # weft-pool makes a loop per CPU this process may use; Go gets as many.
+        self.ncpu = len(os.sched_getaffinity(0))
+        os.environ["GOMAXPROCS"] = str(self.ncpu)
 
     # ---- output -----------------------------------------------------------------
     def say(self, line=""):
@@ -290,6 +293,7 @@ class Bench:
             "weft-4k": [self.tasks, wl, "weft"],
             "weft-sqpoll": [self.tasks, wl, "weft-sqpoll"],
             "weft-epoll": [self.tasks, wl, "weft-epoll"],
+            "weft-pool": [self.tasks, wl, "weft-pool"],
             "threads": [self.tasks, wl, "threads"],
             "sequential": [self.tasks, wl, "sequential"],
             "epoll": [self.epoll, wl, "epoll"],
@@ -421,6 +425,7 @@ class Bench:
                 self.progress(f"[{idx}/{total}] {wl} N={n}: {m} under strace")
                 res["syscalls_per_op"], res["syscalls_total"] = self.syscalls(m, c)
         for m in modes:
+            results[m]["cpus"] = g.mode_cpus(m, self.ncpu)
             rows.append(results[m])
         order = {m: i for i, m in enumerate(self.a.modes)}
         rows.sort(key=lambda r: order[r["mode"]])
@@ -562,7 +567,10 @@ class Bench:
                  "io_uring_enter/op is weft's own counter (weft_loop_stats). weft: the default "
                  "set-up (64 KiB stacks with guard pages); weft-4k: one-page stacks in huge "
                  "pages with canaries instead of guards; weft-sqpoll: WEFT_CONFIG_SQPOLL; "
-                 "weft-epoll: the default set-up on weft's epoll backend. The "
+                 "weft-epoll: the default set-up on weft's epoll backend; weft-pool: the "
+                 "default set-up, one loop per CPU, the tasks spread by weft_pool_gather. "
+                 "CPUs: what a mode may run its tasks on (Go runs with GOMAXPROCS set to the "
+                 "CPUs weft-pool uses; the threads may use them all too). The "
                  f"echo server is {self.echo_name} for every mode. A mode is skipped at an N "
                  "where its figures at the previous N of this run predict more than --budget "
                  f"({self.a.budget:g} s) per run.")

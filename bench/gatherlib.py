@@ -15,8 +15,8 @@ import statistics
 # ---- arguments -----------------------------------------------------------------
 
 WORKLOADS = ("sleep", "read", "read-direct", "write", "socket", "mixed")
-MODES = ("weft", "weft-4k", "weft-sqpoll", "weft-epoll", "threads", "sequential", "epoll",
-         "go", "asyncio", "uring-timeouts")
+MODES = ("weft", "weft-4k", "weft-sqpoll", "weft-epoll", "weft-pool", "threads", "sequential",
+         "epoll", "go", "asyncio", "uring-timeouts")
 
 
 def _csv(allowed, what):
@@ -245,13 +245,22 @@ def fmt_g(x, digits=3):
 # ---- results ---------------------------------------------------------------------------
 
 COLUMNS = ("mode", "wall (median, min-max)", "in-process", "CPU user+sys", "peak RSS",
-           "syscalls/op", "io_uring_enter/op", "wall / weft's")
+           "syscalls/op", "io_uring_enter/op", "wall / weft's", "CPUs")
+
+
+def mode_cpus(mode, ncpu):
+    """How many CPUs @mode runs its tasks on, on a machine with @ncpu: one loop or
+    thread, or every CPU (weft-pool's loops, Go's GOMAXPROCS, the threads)."""
+    if mode in ("weft-pool", "go", "threads"):
+        return str(ncpu)
+    return "1 + SQ thread" if mode == "weft-sqpoll" else "1"
 
 
 def row_cells(r, weft_wall):
     """Markdown cells of one mode's result @r (a dict from bench/gather.py)."""
     if r.get("failed"):
-        return [r["mode"], f"**{r['failed']}**"] + [""] * (len(COLUMNS) - 2)
+        return [r["mode"], f"**{r['failed']}**"] + [""] * (len(COLUMNS) - 3) + [
+            r.get("cpus", "-")]
     w = r["wall"]
     ratio = "-"
     if weft_wall and w and r["mode"] not in ("weft",):
@@ -265,6 +274,7 @@ def row_cells(r, weft_wall):
         fmt_g(r.get("syscalls_per_op")),
         fmt_g(r.get("enters_per_op")),
         ratio,
+        r.get("cpus", "-"),
     ]
 
 
@@ -305,7 +315,7 @@ def hyperfine_merge(command, runs):
 # ---- plots -----------------------------------------------------------------------------
 
 PALETTE = {"weft": "#d62728", "weft-4k": "#ff7f0e", "weft-sqpoll": "#e377c2",
-           "weft-epoll": "#bcbd22",
+           "weft-epoll": "#bcbd22", "weft-pool": "#8b0000",
            "threads": "#1f77b4", "sequential": "#7f7f7f", "epoll": "#2ca02c",
            "go": "#17becf", "asyncio": "#9467bd", "uring-timeouts": "#8c564b"}
 

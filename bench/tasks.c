@@ -119,16 +119,41 @@ static int sampler(void *arg)
 	return 0;
 }
 
+static weft_pool *pool; /* weft-pool: a loop per CPU */
+
 static int gather_all(void *arg)
 {
 	weft_call *calls = arg;
 
+	if (pool && weft_loop_index() != 0)
+		return 0; /* the other loops run what loop 0 spreads to them */
 	if (w.kind == W_SLEEP && weft_go(sampler, NULL) < 0)
 		return -ENOMEM;
-	return weft_gather(calls, (size_t)w.n);
+	return pool ? weft_pool_gather(pool, calls, (size_t)w.n) : weft_gather(calls, (size_t)w.n);
 }
 
-static int run_weft(bool sqpoll, uint32_t backend)
+/* Every loop's counters, added up (one loop outside weft-pool). */
+static void stats_of_all(weft_loop *l, weft_stats *st)
+{
+	weft_stats one;
+	unsigned n = pool ? weft_pool_size(pool) : 1;
+
+	memset(st, 0, sizeof(*st));
+	for (unsigned i = 0; i < n; i++) {
+		weft_loop_stats(pool ? weft_pool_loop(pool, i) : l, &one);
+		st->enters += one.enters;
+		st->sqes += one.sqes;
+		st->switches += one.switches;
+		st->stacks += one.stacks;
+		st->fibers_peak += one.fibers_peak;
+		st->stack_size = one.stack_size;
+		st->ring_mode = one.ring_mode;
+		st->ring_flags = one.ring_flags;
+	}
+}
+
+/* weft (@spread false) or weft-pool (@spread: weft_pool_gather over a loop per CPU). */
+static int run_weft(bool sqpoll, uint32_t backend, bool spread)
 {
 	weft_config cfg;
 	weft_loop *l;
@@ -152,17 +177,22 @@ static int run_weft(bool sqpoll, uint32_t backend)
 		cfg.flags |= WEFT_CONFIG_SQPOLL;
 	if (backend != WEFT_BACKEND_AUTO)
 		cfg.backend = backend;
-	rc = weft_loop_create(&l, &cfg);
+	rc = spread ? weft_pool_create(&pool, 0, &cfg) : weft_loop_create(&l, &cfg);
 	if (rc < 0) {
 		fprintf(stderr, "bench_tasks: %s\n", weft_loop_explain(rc));
 		w_result(strerrorname_np(-rc), 0, 0, "");
 		free(calls);
 		return rc;
 	}
-	rc = weft_spawn(l, gather_all, calls, NULL);
-	if (rc == 0)
-		rc = weft_loop_run(l);
-	weft_loop_stats(l, &st);
+	if (spread) {
+		l = weft_pool_loop(pool, 0);
+		rc = weft_pool_run(pool, gather_all, calls);
+	} else {
+		rc = weft_spawn(l, gather_all, calls, NULL);
+		if (rc == 0)
+			rc = weft_loop_run(l);
+	}
+	stats_of_all(l, &st);
 
 	double wall = (double)(b_now() - t0) / 1e9;
 	long long done = 0;
@@ -178,14 +208,18 @@ static int run_weft(bool sqpoll, uint32_t backend)
 	snprintf(extra, sizeof(extra),
 		 " enters=%llu enters_per_op=%.6f sqes=%llu switches=%llu stacks=%llu "
 		 "stack_size=%llu fibers_peak=%llu ring_mode=%u ring_flags=0x%x timers=%s "
-		 "backend=%s",
+		 "backend=%s loops=%u",
 		 (unsigned long long)st.enters, (double)st.enters / ops,
 		 (unsigned long long)st.sqes, (unsigned long long)st.switches,
 		 (unsigned long long)st.stacks, (unsigned long long)st.stack_size,
 		 (unsigned long long)st.fibers_peak, st.ring_mode, st.ring_flags,
-		 w.kernel_timers ? "kernel" : "heap", weft_loop_backend(l));
+		 w.kernel_timers ? "kernel" : "heap", weft_loop_backend(l),
+		 pool ? weft_pool_size(pool) : 1);
 	w_result(status, done, wall, extra);
-	weft_loop_destroy(l);
+	if (pool)
+		weft_pool_destroy(pool);
+	else
+		weft_loop_destroy(l);
 	free(calls);
 	return strcmp(status, "ok") ? -EIO : 0;
 }
@@ -271,7 +305,7 @@ static int check(void)
 
 int main(int argc, char **argv)
 {
-	static const char *const modes[] = { "weft",	"weft-sqpoll", "weft-epoll",
+	static const char *const modes[] = { "weft",	"weft-sqpoll", "weft-epoll", "weft-pool",
 					     "threads", "sequential",  NULL };
 	int rc;
 
@@ -292,11 +326,13 @@ int main(int argc, char **argv)
 		return 3;
 	}
 	if (!strcmp(w.mode, "weft"))
-		rc = run_weft(false, WEFT_BACKEND_AUTO);
+		rc = run_weft(false, WEFT_BACKEND_AUTO, false);
 	else if (!strcmp(w.mode, "weft-sqpoll"))
-		rc = run_weft(true, WEFT_BACKEND_AUTO);
+		rc = run_weft(true, WEFT_BACKEND_AUTO, false);
 	else if (!strcmp(w.mode, "weft-epoll"))
-		rc = run_weft(false, WEFT_BACKEND_EPOLL);
+		rc = run_weft(false, WEFT_BACKEND_EPOLL, false);
+	else if (!strcmp(w.mode, "weft-pool"))
+		rc = run_weft(false, WEFT_BACKEND_AUTO, true);
 	else if (!strcmp(w.mode, "threads"))
 		rc = w_run_threads();
 	else

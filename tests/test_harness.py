@@ -160,7 +160,11 @@ class Writers(unittest.TestCase):
         self.assertEqual(cells[:2], ["weft", "100.0 ms (90.0 ms-200.0 ms)"])
         self.assertEqual(cells[4], "2.0 MiB")
         threads = [c.strip() for c in lines[3].strip("|").split("|")]
-        self.assertEqual(threads[-1], "5.00x")
+        self.assertEqual(threads[-2], "5.00x")
+        self.assertEqual(threads[-1], "-")  # no CPU count given
+        self.assertEqual(g.mode_cpus("weft", 16), "1")
+        self.assertEqual(g.mode_cpus("weft-pool", 16), "16")
+        self.assertEqual(g.mode_cpus("go", 4), "4")
         self.assertEqual(threads[5], "11.4")
         self.assertIn("**skipped: Go is not installed", lines[4])
         self.assertEqual(lines[4].count("|"), len(g.COLUMNS) + 1)
