@@ -17,6 +17,7 @@ from contextlib import redirect_stderr
 SRC = os.environ.get("WEFT_SRC", os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(SRC, "bench"))
 import gatherlib as g  # noqa: E402
+import httpbench as bench_http  # noqa: E402
 
 DATA = os.path.join(SRC, "tests", "data")
 
@@ -245,6 +246,38 @@ class Syscount(unittest.TestCase):
             r = run("--tasks", "1", "--", "false")
             self.assertNotEqual(r.returncode, 0)
             self.assertIn("exited with status 1", r.stderr)
+
+
+class HttpBench(unittest.TestCase):
+    """bench/http's parts that run nothing: its arguments and wrk's output."""
+
+    WRK = """Running 2s test @ http://127.0.0.1:40000/
+  1 threads and 100 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   798.12us  120.33us   2.90ms   80.12%
+  249932 requests in 2.00s, 25.26MB read
+Requests/sec: 124964.12
+Transfer/sec:     12.63MB
+"""
+
+    def test_wrk_output(self):
+        self.assertEqual(bench_http.parse_wrk(self.WRK), (124964.12, 0))
+        bad = self.WRK.replace("Requests/sec", "  Non-2xx or 3xx responses: 7\nRequests/sec")
+        self.assertEqual(bench_http.parse_wrk(bad)[1], 7)
+        sock = self.WRK + "  Socket errors: connect 1, read 2, write 0, timeout 3\n"
+        self.assertEqual(bench_http.parse_wrk(sock)[1], 6)
+        self.assertEqual(bench_http.parse_wrk("unable to connect"), (None, 0))
+
+    def test_arguments(self):
+        a = bench_http.parse_args(["--loops", "1,2,4", "--modes", "weft,go", "--quick"])
+        self.assertEqual((a.loops, a.modes, a.duration, a.runs), ([1, 2, 4], ["weft", "go"], 2, 1))
+        for argv in (["--loops", "0"], ["--loops", "two"], ["--modes", "apache"],
+                     ["--runs", "0"]):
+            err = io.StringIO()
+            with redirect_stderr(err), self.assertRaises(SystemExit) as cm:
+                bench_http.parse_args(argv)
+            self.assertEqual(cm.exception.code, 2, argv)
+            self.assertIn("bench/http", err.getvalue())
 
 
 class Docs(unittest.TestCase):
