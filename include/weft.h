@@ -533,10 +533,13 @@ int weft_gather(weft_call *calls, size_t n);
 
 /*
  * weft_gather spread over @p's loops: call i runs on loop (this loop's
- * index + i) mod size. Same result rule as weft_gather. The caller waits
- * for every call to return; a cancel of the caller is not passed on to
- * calls on other loops (they are not its children there). Context: a fiber
- * of one of @p's loops (-EXDEV from any other loop, -EPERM outside fibers).
+ * index + i) mod size, in a fiber of that loop. Same rules as weft_gather:
+ * the calls inherit the caller's deadline, a cancel of the caller passes to
+ * every call (posted to the other loops and carried out there), the caller
+ * waits for every call to return, and the result is 0 or the first negative
+ * result in call order (-ECANCELED at once, nothing run, if the caller was
+ * already cancelled). Context: a fiber of one of @p's loops (-EXDEV from any
+ * other loop, -EPERM outside fibers). Return: also -EINVAL, -ENOMEM.
  */
 int weft_pool_gather(weft_pool *p, weft_call *calls, size_t n);
 

@@ -412,18 +412,41 @@ int weft_loop_index(void)
 
 /* ---- gather spread over the pool ---------------------------------------------- */
 
-struct pgather {
-	_Atomic size_t left;
-	bool complete; /* set on the home loop only, by whoever saw left reach 0 */
-	struct weft_loop *home;
-	struct weft_fiber *waiter;
-	weft_call *calls;
-	struct weft__remote back; /* the last member, on another loop, wakes the waiter */
-};
-
+/*
+ * Call i runs on loop (home + i) mod n. The gatherer waits until `left`
+ * reaches 0: it counts the members still running and, once the gatherer
+ * is cancelled, the cancel requests on their way to other loops (each
+ * names a loop; there it cancels that loop's members, or marks those not
+ * started yet). Whoever brings `left` to 0 wakes the gatherer, directly on
+ * its loop or by a post, so nothing of the gather is touched after.
+ */
 struct pmember {
 	struct pgather *g;
 	size_t i;
+	struct weft_fiber *fiber; /* set, and read, on the member's loop */
+	bool started, done, cancel;
+};
+
+struct pcancel {
+	struct weft__remote r;
+	struct pgather *g;
+	unsigned loop;
+};
+
+struct pgather {
+	_Atomic size_t left;
+	bool complete; /* set on the home loop only, by whoever saw left reach 0 */
+	bool cancelling;
+	struct weft_loop *home;
+	struct weft_pool *pool;
+	struct weft_fiber *waiter;
+	weft_call *calls;
+	struct pmember *ms;
+	struct pcancel *cancels; /* one per loop */
+	size_t n, started;
+	int64_t deadline;	  /* the gatherer's, inherited by every call */
+	struct weft__wait wait;	  /* the gatherer's: a cancel passes to the members */
+	struct weft__remote back; /* the last one out, on another loop, wakes the gatherer */
 };
 
 static void gather_back(struct weft_loop *l, struct weft__remote *r)
@@ -435,20 +458,88 @@ static void gather_back(struct weft_loop *l, struct weft__remote *r)
 	weft__fiber_wake(g->waiter, 0);
 }
 
+/* A member or a cancel request is done with the gather. */
+static void gather_leave(struct pgather *g)
+{
+	if (atomic_fetch_sub_explicit(&g->left, 1, memory_order_acq_rel) != 1)
+		return;
+	if (weft__tls_loop == g->home) {
+		g->complete = true;
+		weft__fiber_wake(g->waiter, 0);
+	} else {
+		weft__loop_post_remote(g->home, &g->back);
+	}
+}
+
+/* Cancel the members that loop @k runs (on loop k). */
+static void cancel_members_here(struct pgather *g, unsigned k)
+{
+	unsigned nl = g->pool->n;
+
+	for (size_t i = (k + nl - g->home->pool_index) % nl; i < g->started; i += nl) {
+		struct pmember *m = &g->ms[i];
+
+		if (m->done)
+			continue;
+		if (m->started)
+			weft__fiber_cancel(m->fiber);
+		else
+			m->cancel = true; /* its post is not taken yet: it cancels itself */
+	}
+}
+
+static void pcancel_run(struct weft_loop *l, struct weft__remote *r)
+{
+	struct pcancel *c = weft__container_of(r, struct pcancel, r);
+
+	(void)l;
+	cancel_members_here(c->g, c->loop);
+	gather_leave(c->g);
+}
+
+/* The gatherer was cancelled (on the home loop): pass it to every member. */
+static void gather_cancel(struct weft_fiber *f, struct weft__wait *w)
+{
+	struct pgather *g = weft__container_of(w, struct pgather, wait);
+	unsigned nl = g->pool->n, used = g->started < nl ? (unsigned)g->started : nl;
+	size_t left = atomic_load_explicit(&g->left, memory_order_acquire);
+
+	(void)f;
+	if (g->cancelling)
+		return;
+	g->cancelling = true;
+	/* Count the requests in first, unless every member is already out. */
+	do {
+		if (left == 0)
+			return;
+	} while (!atomic_compare_exchange_weak_explicit(
+	    &g->left, &left, left + used - 1, memory_order_acq_rel, memory_order_acquire));
+	cancel_members_here(g, g->home->pool_index);
+	for (unsigned j = 1; j < used; j++) {
+		unsigned k = (g->home->pool_index + j) % nl;
+
+		g->cancels[k] = (struct pcancel){ .r.run = pcancel_run, .g = g, .loop = k };
+		weft__loop_post_remote(g->pool->m[k].loop, &g->cancels[k].r);
+	}
+}
+
 static int pmember_main(void *arg)
 {
-	struct pmember m = *(struct pmember *)arg;
-	struct pgather *g = m.g;
-	int rc = g->calls[m.i].fn(g->calls[m.i].arg);
+	struct pmember *m = arg;
+	struct pgather *g = m->g;
+	struct weft_fiber *self = weft__tls_loop->cur;
 
-	g->calls[m.i].result = rc;
-	if (atomic_fetch_sub_explicit(&g->left, 1, memory_order_acq_rel) == 1) {
-		if (weft__tls_loop == g->home) {
-			g->complete = true;
-			weft__fiber_wake(g->waiter, 0);
-		} else
-			weft__loop_post_remote(g->home, &g->back);
-	}
+	m->fiber = self;
+	m->started = true;
+	self->deadline = g->deadline;
+	if (m->cancel)
+		weft__fiber_cancel(self);
+
+	int rc = g->calls[m->i].fn(g->calls[m->i].arg);
+
+	g->calls[m->i].result = rc;
+	m->done = true;
+	gather_leave(g);
 	return rc;
 }
 
@@ -466,16 +557,25 @@ int weft_pool_gather(weft_pool *p, weft_call *calls, size_t n)
 	for (size_t i = 0; i < n; i++)
 		if (!calls[i].fn)
 			return -EINVAL;
-	if (n == 0)
-		return 0;
+	for (size_t i = 0; i < n; i++)
+		calls[i].result = self->cancelled ? -ECANCELED : 0;
+	if (n == 0 || self->cancelled)
+		return n && self->cancelled ? -ECANCELED : 0;
 
-	struct pgather g = { .home = l, .waiter = self, .calls = calls };
-	struct pmember *ms = malloc(n * sizeof(*ms));
+	struct pgather g = { .home = l,
+			     .pool = p,
+			     .waiter = self,
+			     .calls = calls,
+			     .n = n,
+			     .deadline = self->deadline,
+			     .wait.cancel = gather_cancel };
 	size_t started = 0;
 	int err = 0;
 
-	if (!ms)
+	g.ms = malloc(n * sizeof(*g.ms) + p->n * sizeof(*g.cancels));
+	if (!g.ms)
 		return -ENOMEM;
+	g.cancels = (struct pcancel *)(g.ms + n);
 	atomic_init(&g.left, n);
 	g.back.run = gather_back;
 	l->remote_expected++; /* the wake-up may come from another loop */
@@ -483,15 +583,15 @@ int weft_pool_gather(weft_pool *p, weft_call *calls, size_t n)
 		struct weft_loop *to = p->m[(l->pool_index + i) % p->n].loop;
 		int rc;
 
-		ms[i] = (struct pmember){ .g = &g, .i = i };
-		calls[i].result = 0;
-		rc = to == l ? weft__fiber_spawn(l, pmember_main, &ms[i], true, NULL)
-			     : weft_loop_post(to, pmember_main, &ms[i]);
+		g.ms[i] = (struct pmember){ .g = &g, .i = i };
+		rc = to == l ? weft__fiber_spawn(l, pmember_main, &g.ms[i], true, NULL)
+			     : weft_loop_post(to, pmember_main, &g.ms[i]);
 		if (rc < 0) {
 			err = rc;
 			break;
 		}
 		started++;
+		g.started = started;
 	}
 	if (started < n) {
 		/* The rest never start: count them out; the started ones finish. */
@@ -501,14 +601,17 @@ int weft_pool_gather(weft_pool *p, weft_call *calls, size_t n)
 		    n - started)
 			g.complete = true;
 	}
+	if (self->cancelled && !g.complete)
+		gather_cancel(self, &g.wait);
 	/*
-	 * Wait for every member: they write into calls and g. Only a wake on
-	 * this loop ends the wait (a cancel only marks), so g outlives them.
+	 * Wait for every member and cancel request: they write into calls and
+	 * g. Only the last one's wake ends the wait (a cancel passes on), so g
+	 * outlives them.
 	 */
 	while (!g.complete)
-		weft__fiber_park(l, self, &weft__wait_handoff, WEFT_FOREVER);
+		weft__fiber_park(l, self, &g.wait, WEFT_FOREVER);
 	l->remote_expected--;
-	free(ms);
+	free(g.ms);
 	if (err)
 		return err;
 	for (size_t i = 0; i < n; i++)

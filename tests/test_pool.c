@@ -9,6 +9,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			print_message("failed on loop %d: %s (line %d)\n", weft_loop_index(),      \
+				      #cond, __LINE__);                                            \
+			return -EBADMSG;                                                           \
+		}                                                                                  \
+	} while (0)
+
 /* ---- posts from foreign threads ---------------------------------------------------- */
 
 #define POSTERS 4
@@ -211,6 +220,62 @@ static void test_pool_gather_from_another_loop_is_exdev(void **state)
 	weft_pool_destroy(p);
 }
 
+/* A cancel of the gatherer, and its deadline, reach the calls on every loop. */
+static int sleep_ten_seconds(void *arg)
+{
+	(void)arg;
+	return weft_sleep(10 * WEFT_SEC);
+}
+
+static weft_fiber *gatherer;
+
+static int cancel_gatherer_soon(void *arg)
+{
+	(void)arg;
+	weft_sleep(20 * WEFT_MSEC);
+	return weft_cancel(gatherer);
+}
+
+static int gather_then_cancel(void *arg)
+{
+	weft_pool *p = arg;
+	weft_call calls[9];
+	weft_fiber *canceller;
+	int64_t t0 = weft_now();
+
+	if (weft_loop_index() != 0)
+		return 0;
+	for (int i = 0; i < 9; i++)
+		calls[i] = (weft_call){ .fn = sleep_ten_seconds };
+	/* The deadline: every call ends -ETIMEDOUT, on whichever loop. */
+	weft_set_deadline(weft_now() + 20 * WEFT_MSEC);
+	CHECK(weft_pool_gather(p, calls, 9) == -ETIMEDOUT);
+	for (int i = 0; i < 9; i++)
+		CHECK(calls[i].result == -ETIMEDOUT);
+	weft_set_deadline(WEFT_FOREVER);
+	/* A cancel: every call ends -ECANCELED. */
+	gatherer = weft_self();
+	CHECK(weft_spawn(NULL, cancel_gatherer_soon, NULL, &canceller) == 0);
+	CHECK(weft_pool_gather(p, calls, 9) == -ECANCELED);
+	for (int i = 0; i < 9; i++)
+		CHECK(calls[i].result == -ECANCELED);
+	CHECK(weft_join(canceller, NULL) == 0);
+	CHECK(weft_now() - t0 < 5 * WEFT_SEC);
+	/* Already cancelled: nothing runs. */
+	CHECK(weft_pool_gather(p, calls, 9) == -ECANCELED);
+	return 0;
+}
+
+static void test_pool_gather_passes_cancel_and_deadline_to_every_loop(void **state)
+{
+	weft_pool *p;
+
+	(void)state;
+	assert_int_equal(weft_pool_create(&p, 3, NULL), 0);
+	assert_int_equal(weft_pool_run(p, gather_then_cancel, p), 0);
+	weft_pool_destroy(p);
+}
+
 /* ---- weft_pool_cancel while fibers are parked on every loop ---------------------------- */
 
 static void *cancel_later(void *arg)
@@ -386,15 +451,6 @@ static void *foreign_thread_tries(void *arg)
 	t->cancel_rc = weft_cancel(t->f);
 	return NULL;
 }
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			print_message("failed on loop %d: %s (line %d)\n", weft_loop_index(),      \
-				      #cond, __LINE__);                                            \
-			return -EBADMSG;                                                           \
-		}                                                                                  \
-	} while (0)
 
 static int cross_loop_calls(void *arg)
 {
@@ -824,6 +880,7 @@ int main(void)
 		cmocka_unit_test(test_pool_bad_arguments),
 		cmocka_unit_test(test_pool_gather_spreads_calls_and_keeps_the_result_rule),
 		cmocka_unit_test(test_pool_gather_from_another_loop_is_exdev),
+		cmocka_unit_test(test_pool_gather_passes_cancel_and_deadline_to_every_loop),
 		cmocka_unit_test(test_pool_cancel_reaches_every_loop),
 		cmocka_unit_test(test_pool_shutdown_runs_posts_that_got_in_and_refuses_later_ones),
 		cmocka_unit_test(test_plain_loop_runs_posts_from_another_thread),
