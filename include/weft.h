@@ -315,11 +315,13 @@ int weft_loop_create(weft_loop **loop, const weft_config *cfg);
 
 /*
  * Run fibers until none is left alive.
- * Context: the thread that created the loop, outside any fiber.
+ * Context: outside any fiber; the first run may be on any thread (the loop
+ * moves there from its creator's: create a loop, spawn its first fibers,
+ * hand it to a thread that runs it), every later run on that same thread.
  * Return: 0 when no fiber is left; -EBUSY if a loop already runs on this
- * thread; -EXDEV on another thread than the creator's (a loop does not move:
- * its io_uring ring belongs to its thread; weft_loop_explain(-EXDEV) says
- * so); -EDEADLK if every fiber is parked and nothing can wake any of them
+ * thread; -EXDEV on another thread than the one of its first run (its
+ * io_uring ring is bound to that thread then; weft_loop_explain(-EXDEV)
+ * says so); -EDEADLK if every fiber is parked and nothing can wake any of them
  * (no I/O in flight, no timer): the fibers stay parked, and
  * weft_loop_destroy() cancels them.
  */
@@ -331,7 +333,8 @@ int weft_loop_run(weft_loop *loop);
  * @loop: NULL is a no-op.
  * Context: the loop's thread, outside any fiber of it; also inside a fiber
  * of another loop (a loop created and destroyed there leaves that fiber as
- * it was).
+ * it was). A loop destroyed on another thread than the one that ran it
+ * keeps its ring's kernel memory until that thread exits.
  */
 void weft_loop_destroy(weft_loop *loop);
 

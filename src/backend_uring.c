@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 _Static_assert(sizeof(struct io_uring_sqe) == 64, "weft assumes 64-byte SQEs");
@@ -56,6 +57,13 @@ struct uring {
 	uint64_t probe[2]; /* IORING_OP_* this kernel has, a bit each */
 	bool sqpoll;
 	bool defer;
+	/*
+	 * Set up IORING_SETUP_R_DISABLED: a SINGLE_ISSUER ring is bound to the
+	 * thread that enables it, so it is enabled by the first io_uring_enter,
+	 * on the thread that first runs the loop (which may not be the creator).
+	 */
+	bool disabled;
+	bool entered;		   /* the first io_uring_enter was made (by the running thread) */
 	bool reaping;		   /* completions are being dispatched: no SQE may be taken */
 	bool valgrind;		   /* mark kernel-filled memory defined */
 	int fatal;		   /* io_uring_enter was refused: every op fails with this */
@@ -86,8 +94,8 @@ static const struct {
 	uint32_t mode;
 	uint32_t flags;
 } modes[] = {
-	{ WEFT_RING_DEFER_TASKRUN,
-	  IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL },
+	{ WEFT_RING_DEFER_TASKRUN, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+				       IORING_SETUP_SUBMIT_ALL | IORING_SETUP_R_DISABLED },
 	{ WEFT_RING_COOP_TASKRUN,
 	  IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL },
 	{ WEFT_RING_PLAIN, IORING_SETUP_SUBMIT_ALL },
@@ -219,6 +227,7 @@ static int uring_setup(struct weft_loop *l)
 		goto fail;
 	}
 	u->sqpoll = u->flags & IORING_SETUP_SQPOLL;
+	u->disabled = u->flags & IORING_SETUP_R_DISABLED;
 	u->defer = u->flags & IORING_SETUP_DEFER_TASKRUN;
 	probe_ops(l, u);
 	{
@@ -237,8 +246,6 @@ static int uring_setup(struct weft_loop *l)
 			goto fail; /* -EINVAL before 5.15: the caps cannot be kept */
 		}
 	}
-	/* Linux 5.18: enter by registered index, saving an fd lookup per call. */
-	(void)io_uring_register_ring_fd(&u->ring);
 #if WEFT_HAVE_VALGRIND_H
 	u->valgrind = RUNNING_ON_VALGRIND;
 #endif
@@ -389,6 +396,21 @@ static int enter(struct weft_loop *l, unsigned submit, unsigned wait_nr, unsigne
 	struct io_uring *r = &U(l)->ring;
 	unsigned fd = r->ring_fd;
 
+	if (WEFT__UNLIKELY(!U(l)->entered)) {
+		/*
+		 * The first enter, on the thread that runs the loop. A disabled
+		 * ring is enabled, which binds it to this thread (liburing 2.3
+		 * does not export its helper). Then the ring fd is registered
+		 * (Linux 5.18: enter by index, saving an fd lookup per call): a
+		 * registration belongs to the thread that makes it.
+		 */
+		if (U(l)->disabled && syscall(__NR_io_uring_register, r->ring_fd,
+					      IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+			return -errno;
+		U(l)->disabled = false;
+		U(l)->entered = true;
+		(void)io_uring_register_ring_fd(r);
+	}
 	if (r->int_flags & 1 /* INT_FLAG_REG_RING in liburing */) {
 		fd = (unsigned)r->enter_ring_fd;
 		flags |= IORING_ENTER_REGISTERED_RING;

@@ -341,8 +341,9 @@ struct weft_loop {
 	struct weft__offload *offload; /* offload workers, made at the first weft_offload */
 	uint32_t next_id;
 	bool running;
+	bool ran; /* weft_loop_run was called: it stays on owner's thread */
 	bool destroying;
-	pthread_t owner; /* the thread that created it (and runs it) */
+	pthread_t owner; /* the thread that runs it: its creator, until its first run */
 	/* pools (pool.c) */
 	struct weft_pool *pool; /* the pool it belongs to, or NULL */
 	unsigned pool_index;
@@ -379,8 +380,9 @@ static inline bool weft__op_supported(const struct weft_loop *l, unsigned code)
 _Noreturn void weft__bug(const struct weft_fiber *f, const char *file, int line, const char *what);
 #define WEFT__BUG(f, what) weft__bug((f), __FILE__, __LINE__, (what))
 /*
- * Whether @l belongs to another thread than the caller's (a loop runs only
- * on the thread that created it: weft_loop_run refuses any other).
+ * Whether @l belongs to another thread than the caller's: its creator's
+ * until its first run, then the thread that ran it (weft_loop_run refuses
+ * any other).
  */
 static inline bool weft__loop_foreign(const struct weft_loop *l)
 {

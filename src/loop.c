@@ -375,9 +375,14 @@ int weft_loop_run(weft_loop *l)
 	if (weft__tls_loop || l->running)
 		return -EBUSY;
 	if (!pthread_equal(l->owner, pthread_self())) {
-		weft__loop_note_failure("weft_loop_run", -EXDEV);
-		return -EXDEV;
+		/* Before its first run a loop moves to the thread that runs it; then it stays. */
+		if (l->ran) {
+			weft__loop_note_failure("weft_loop_run", -EXDEV);
+			return -EXDEV;
+		}
+		l->owner = pthread_self();
 	}
+	l->ran = true;
 	weft__tls_loop = l;
 	l->running = true;
 	learn_sched_stack(l);
@@ -545,10 +550,10 @@ const char *weft_loop_explain(int err)
 		       "weft_config.stack_guards to the number of guarded stacks wanted (the "
 		       "others go unguarded) or to 0.";
 	if (err == -EXDEV && !strcmp(failed_call, "weft_loop_run"))
-		return "weft_loop_run was called on another thread than the one that created the "
-		       "loop: a loop runs on its creator's thread (its io_uring ring belongs to "
-		       "that thread), so create the loop on the thread that runs it, or use "
-		       "weft_pool_create for a loop per thread.";
+		return "weft_loop_run was called on another thread than the one that first ran the "
+		       "loop: a loop stays on the thread of its first run (its io_uring ring is "
+		       "bound to that thread then), so run it there again, or use weft_pool_create "
+		       "for a loop per thread.";
 	if (err == -ENOMEM && !strcmp(failed_call, "malloc"))
 		return "out of memory while setting up weft's loop.";
 	switch (err) {
