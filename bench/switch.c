@@ -4,8 +4,11 @@
  * against glibc swapcontext doing the same ping-pong in the same process,
  * and against Boost.Context's raw jump_fcontext (peer_switch_boost, beside
  * this program where libboost-context-dev was found at build time), the
- * three taking turns. Each runs REPS times; the line reports medians.
- *   bench=switch n=… weft_ns=… swapcontext_ns=… ratio=… boost_ns=… weft_over_boost=…
+ * three taking turns; and the same two fibers on the one loop of a pool
+ * (a pool loop expects posts from other threads at any time, and must not
+ * pay for it when none come). Each runs REPS times; the line reports medians.
+ *   bench=switch n=… weft_ns=… swapcontext_ns=… ratio=… weft_pool_ns=… boost_ns=…
+ *   weft_over_boost=…
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -46,6 +49,36 @@ static double weft_once(double *switches_per_yield)
 	weft_loop_stats(l, &st);
 	weft_loop_destroy(l);
 	*switches_per_yield = (double)st.switches / (double)(2 * n);
+	return ns / (double)st.switches;
+}
+
+static int two_yielders(void *arg)
+{
+	(void)arg;
+	if (weft_go(yielder, NULL) < 0 || weft_go(yielder, NULL) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/* The same ping-pong on loop 0 of a pool of one loop. */
+static double weft_pool_once(void)
+{
+	weft_pool *p;
+	weft_stats st;
+	int64_t t0;
+
+	if (weft_pool_create(&p, 1, NULL) < 0)
+		return -1;
+	t0 = b_now();
+	if (weft_pool_run(p, two_yielders, NULL) < 0) {
+		weft_pool_destroy(p);
+		return -1;
+	}
+
+	double ns = (double)(b_now() - t0);
+
+	weft_loop_stats(weft_pool_loop(p, 0), &st);
+	weft_pool_destroy(p);
 	return ns / (double)st.switches;
 }
 
@@ -127,7 +160,7 @@ static int cmp(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	double w[REPS], s[REPS], bo[REPS], per_yield = 0;
+	double w[REPS], s[REPS], bo[REPS], wp[REPS], per_yield = 0;
 	bool have_boost = true;
 
 	if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
@@ -156,6 +189,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "bench_switch: %s\n", weft_loop_explain(rc));
 			return 1;
 		}
+		wp[r] = weft_pool_once();
 		n = sn / 10; /* swapcontext is slow: fewer rounds, same per-switch figure */
 		s[r] = swapcontext_once();
 		if (have_boost && (bo[r] = boost_once(sn)) < 0)
@@ -163,10 +197,11 @@ int main(int argc, char **argv)
 	}
 	qsort(w, REPS, sizeof(double), cmp);
 	qsort(s, REPS, sizeof(double), cmp);
+	qsort(wp, REPS, sizeof(double), cmp);
 	printf("bench=switch n=%lld weft_ns=%.2f weft_min_ns=%.2f weft_max_ns=%.2f "
-	       "swapcontext_ns=%.1f ratio=%.0f switches_per_yield=%.3f",
+	       "swapcontext_ns=%.1f ratio=%.0f switches_per_yield=%.3f weft_pool_ns=%.2f",
 	       sn, w[REPS / 2], w[0], w[REPS - 1], s[REPS / 2], s[REPS / 2] / w[REPS / 2],
-	       per_yield);
+	       per_yield, wp[REPS / 2]);
 	if (have_boost) {
 		qsort(bo, REPS, sizeof(double), cmp);
 		printf(" boost_ns=%.2f weft_over_boost=%.2f\n", bo[REPS / 2],

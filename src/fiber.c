@@ -114,10 +114,12 @@ void weft__fiber_schedule(struct weft_loop *l, struct weft_fiber *self)
 		next = runq_pop(l);
 		l->round_left--;
 	} else if (l->runq_head && l->inflight == 0 && l->timers.len == 0 &&
-		   l->remote_expected == 0) {
+		   !atomic_load_explicit(&l->inbox, memory_order_relaxed)) {
 		/*
-		 * Nothing for the kernel and no timer: the tick would make no
-		 * system call, so start the next round here, fiber to fiber.
+		 * Nothing for the kernel, no timer and nothing posted: the tick
+		 * would make no system call and find nothing, so start the next
+		 * round here, fiber to fiber. (A loop that expects posts, as every
+		 * pool loop does, looks at its inbox here instead of in a tick.)
 		 */
 		next = runq_pop(l);
 		l->round_left = l->runq_len;
