@@ -9,7 +9,6 @@ by hyperfine; then one more run per mode under strace -f -c. Results go
 to --out: results.md, results.json, one hyperfine JSON per mode and case,
 the strace outputs, and SVG plots against N."""
 
-import datetime
 import os
 import platform
 import resource
@@ -39,9 +38,7 @@ class Bench:
         self.go = os.path.join(b, "peer_go")
         self.echo = os.path.join(self.build, "examples", "echo_server")
         self.pyscript = os.path.join(ROOT, "bench", "peers", "gather_asyncio.py")
-        host = platform.node().split(".")[0] or "host"
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
-        self.out = a.out or os.path.join(ROOT, "bench", "results", f"{stamp}-{host}")
+        self.out = g.results_dir(ROOT, a.out)
         why = g.out_dir_problem(self.out)
         if why:
             sys.exit(f"bench/gather: {why}")

@@ -60,6 +60,18 @@ def _seconds(s):
     return v
 
 
+def results_dir(root, out, suffix=""):
+    """@out, or bench/results/<date>-<time>-<host><suffix> under @root when it is None."""
+    import datetime
+    import os
+    import platform
+    if out:
+        return out
+    host = platform.node().split(".")[0] or "host"
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
+    return os.path.join(root, "bench", "results", f"{stamp}-{host}{suffix}")
+
+
 def out_dir_problem(path):
     """None when results can be written under @path (made if missing), else
     one sentence saying why not."""

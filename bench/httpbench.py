@@ -15,7 +15,6 @@ is kept in --out, with results.md, results.json and plot-http.svg."""
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import re
@@ -162,9 +161,7 @@ class Bench:
             sys.exit(f"bench/http: --loops {max(self.loops)} leaves too few CPUs for the "
                      f"client: at most {half} of these {len(self.cpus)} CPUs serve")
         self.client = self.cpus[len(self.cpus) - half:]
-        host = platform.node().split(".")[0] or "host"
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
-        self.out = a.out or os.path.join(ROOT, "bench", "results", f"{stamp}-{host}-http")
+        self.out = g.results_dir(ROOT, a.out, "-http")
         why = g.out_dir_problem(self.out)
         if why:
             sys.exit(f"bench/http: {why}")

@@ -231,104 +231,60 @@ static int plain_check(struct weft_chan *ch)
 	return weft__bind_thread(&ch->home);
 }
 
-int weft_chan_send(weft_chan *ch, const void *elem)
+/*
+ * One send (@send) or receive of @elem; with @park, wait while it cannot
+ * be done now (the blocking calls), else -EAGAIN (the try_ calls).
+ */
+static inline int transfer(struct weft_chan *ch, void *elem, bool send, bool park)
 {
+	struct weft__waitq *q;
 	struct weft_fiber *self;
-	struct weft__waiter w;
+	int rc;
 
 	if (!ch || !elem)
 		return -EINVAL;
-
-	int rc = weft__op_check(&self);
-
-	if (rc < 0)
+	if (park && (rc = weft__op_check(&self)) < 0)
 		return rc;
-	if (ch->shared) {
-		struct xwaiter x;
-
+	if (!ch->shared && (rc = plain_check(ch)) < 0)
+		return rc;
+	q = send ? &ch->senders : &ch->receivers;
+	if (ch->shared)
 		pthread_mutex_lock(&ch->mu);
-		rc = send_now(ch, elem);
-		if (rc != -EAGAIN) {
+	rc = send ? send_now(ch, elem) : recv_now(ch, elem);
+	if (rc != -EAGAIN || !park) {
+		if (ch->shared)
 			unlock_and_wake(ch);
-			return rc;
-		}
-		x.w.elem = (void *)(uintptr_t)elem;
-		return shared_wait(ch, &ch->senders, &x);
+		return rc;
 	}
-	if ((rc = plain_check(ch)) < 0)
-		return rc;
-	rc = send_now(ch, elem);
-	if (rc != -EAGAIN)
-		return rc;
-	w.elem = (void *)(uintptr_t)elem;
-	return weft__waitq_wait(&ch->senders, &w, false);
+	if (ch->shared) {
+		struct xwaiter x = { .w.elem = elem };
+
+		return shared_wait(ch, q, &x); /* drops the lock */
+	}
+
+	struct weft__waiter w = { .elem = elem };
+
+	return weft__waitq_wait(q, &w, false);
+}
+
+int weft_chan_send(weft_chan *ch, const void *elem)
+{
+	return transfer(ch, (void *)(uintptr_t)elem, true, true);
 }
 
 int weft_chan_recv(weft_chan *ch, void *elem)
 {
-	struct weft_fiber *self;
-	struct weft__waiter w;
-
-	if (!ch || !elem)
-		return -EINVAL;
-
-	int rc = weft__op_check(&self);
-
-	if (rc < 0)
-		return rc;
-	if (ch->shared) {
-		struct xwaiter x;
-
-		pthread_mutex_lock(&ch->mu);
-		rc = recv_now(ch, elem);
-		if (rc != -EAGAIN) {
-			unlock_and_wake(ch);
-			return rc;
-		}
-		x.w.elem = elem;
-		return shared_wait(ch, &ch->receivers, &x);
-	}
-	if ((rc = plain_check(ch)) < 0)
-		return rc;
-	rc = recv_now(ch, elem);
-	if (rc != -EAGAIN)
-		return rc;
-	w.elem = elem;
-	return weft__waitq_wait(&ch->receivers, &w, false);
+	return transfer(ch, elem, false, true);
 }
 
 int weft_chan_try_send(weft_chan *ch, const void *elem)
 {
-	int rc;
-
-	if (!ch || !elem)
-		return -EINVAL;
-	if (ch->shared) {
-		pthread_mutex_lock(&ch->mu);
-		rc = send_now(ch, elem);
-		unlock_and_wake(ch);
-		return rc;
-	}
-	if ((rc = plain_check(ch)) < 0)
-		return rc;
-	return send_now(ch, elem);
+	return transfer(ch, (void *)(uintptr_t)elem, true, false);
 }
 
 int weft_chan_try_recv(weft_chan *ch, void *elem)
 {
-	int rc;
-
-	if (!ch || !elem)
-		return -EINVAL;
-	if (ch->shared) {
-		pthread_mutex_lock(&ch->mu);
-		rc = recv_now(ch, elem);
-		unlock_and_wake(ch);
-		return rc;
-	}
-	if ((rc = plain_check(ch)) < 0)
-		return rc;
-	return recv_now(ch, elem);
+	return transfer(ch, elem, false, false);
 }
 
 size_t weft_chan_len(const weft_chan *ch)

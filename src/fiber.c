@@ -149,8 +149,8 @@ static void fiber_exit(struct weft_loop *l, struct weft_fiber *f, int result)
 	weft__list_del(&f->all);
 	if (f->joiner)
 		weft__fiber_wake(f->joiner, 0);
-	if (!f->detached) {
-		/* A joiner on another loop reads the result once xdone is set. */
+	if (!f->detached && l->pool) {
+		/* A joiner on another loop of the pool reads the result once xdone is set. */
 		atomic_store_explicit(&f->xdone, true, memory_order_seq_cst);
 
 		struct weft_fiber *w =
