@@ -210,7 +210,15 @@ typedef struct weft_config {
 	 * weft_connect for the one fd flag the epoll backend touches.
 	 */
 	uint32_t backend;
-	uint64_t reserved[5];
+	/*
+	 * Most weft_loop_post records that may wait in the loop's inbox (posted,
+	 * not yet run): past it weft_loop_post fails -EAGAIN at once, so a
+	 * poster that outruns the loop is told to slow down instead of queuing
+	 * without bound. 0: 65536 (about 2 MiB of records).
+	 */
+	uint32_t max_posts;
+	uint32_t reserved32;
+	uint64_t reserved[4];
 } weft_config;
 
 /* weft_config.flags */

@@ -2,84 +2,72 @@
 /*
  * The epoll backend: the same boundary (backend.h) where io_uring is refused
  * (a container's seccomp profile, kernel.io_uring_disabled, an old kernel).
+ * It never names an operation: each op's row in the op table says what to
+ * do with it.
  *
- * Sockets, pipes and other pollable fds: the system call is tried at once
- * without blocking (MSG_DONTWAIT, RWF_NOWAIT, accept4 after readiness), and
- * on EAGAIN the op waits on its fd's ring of readers or writers until epoll
- * reports readiness, when it is tried again. An fd is registered once,
+ * An op with a try (try_nb) is tried at once without blocking; on EAGAIN it
+ * waits on its fd's ring of readers or writers (the row's readiness) until
+ * epoll reports the fd ready, when it is tried again; or, if its fd is a
+ * regular file (or epoll refuses it) and the row has a blocking form, it
+ * goes to the loop's workers. An op with only a blocking form (fsync,
+ * openat, statx, ...) goes to the workers at once, as an op job (op.c) on
+ * duplicated descriptors, so a close of the fd never waits for a worker and
+ * never lets one work on a reused number. An fd is registered once,
  * edge-triggered for both directions, and stays registered until weft_close
- * (see fd_wait for when weft checks a registration again). The user's fd
- * flags are left alone, except during weft_connect on a blocking socket,
- * which is made non-blocking for the connect and restored after (the header
- * says so).
+ * (see fd_watch for when a registration is checked again). The user's fd
+ * flags are left alone, except during weft_connect on a blocking socket.
  *
- * Regular files, fsync, openat, statx and the other operations that epoll
- * cannot wait for run on this backend's worker threads; a page-cache hit of
- * a read is served at once with RWF_NOWAIT. A cancel or a deadline takes an
- * op off its fd's ring or out of the worker queue; an op a worker is already
- * running completes first (its buffers stay valid until it has), as with
- * io_uring, and its own result is returned. A close waits until the workers
- * running ops on its fd are done, so a recycled fd number is never read.
+ * A cancel or a deadline takes an op off its fd's ring, back from the
+ * worker queue, or, for a job that runs on copies alone, lets it go (what
+ * it makes later is released by the worker); an op a worker runs in the
+ * caller's buffers completes first, as with io_uring, and its own result
+ * is returned.
  *
  * An op that completes at once inside submit finishes in place: its fiber
  * goes on without parking (a budget of such ops per fiber switch keeps a
  * busy fiber from starving the others). Every other completion is reported
- * in tick, through op->complete, as backend.h requires. Deadlines of ops
- * (and WEFT_TIMERS_KERNEL sleeps) are a min-heap here; the loop's own timer
- * heap is unchanged; the tick waits in epoll_pwait2 (nanoseconds; Linux
- * 5.11, else epoll_wait in milliseconds, rounded up) until the nearer one.
+ * in tick, or when the loop runs its inbox (a worker's job), through
+ * op->complete, as backend.h requires. Deadlines of ops (and
+ * WEFT_TIMERS_KERNEL sleeps) are a deadline heap (heap.c) of the backend's
+ * own; the tick waits in epoll_pwait2 (nanoseconds; Linux 5.11, else
+ * epoll_wait in milliseconds, rounded up) until the nearer one.
  */
-#include "internal.h"
+#include "types.h"
+#include "explain.h"
+#include "op.h"
+#include "opdef.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
-#ifndef RWF_NOWAIT
-#define RWF_NOWAIT 0x00000008
-#endif
-#define FSYNC_DATASYNC 1u      /* IORING_FSYNC_DATASYNC, the record's flag for fdatasync */
 #define WAKE_TAG UINT64_MAX    /* epoll data of the wake eventfd */
 #define IN_PLACE_PER_SWITCH 16 /* ops a fiber may finish in place before it must yield */
-#define DEFAULT_WORKERS 16
 
 enum { KIND_UNKNOWN = 0, KIND_POLL, KIND_FILE };
-enum { NB_UNKNOWN = 0, NB_BLOCKING, NB_NONBLOCKING };
 
 /* What weft knows of one fd number. */
 struct fdent {
-	struct weft__op *rd;	 /* ring (op->fdlink) of ops waiting for input */
-	struct weft__op *wr;	 /* and for output */
-	struct weft__op *closer; /* a close waiting for the workers below */
-	uint32_t workers;	 /* ops on this fd that a worker runs or will run */
-	uint8_t registered;	 /* in the epoll set */
-	uint8_t trusted;	 /* weft saw this fd born: its registration needs no check */
-	uint8_t kind;		 /* KIND_* */
-	uint8_t nonblock;	 /* NB_*: its O_NONBLOCK, for accept4 */
+	struct weft__op *rd; /* ring (op->fdlink) of ops waiting for input */
+	struct weft__op *wr; /* and for output */
+	struct weft__op *wk; /* and of ops on the workers */
+	uint8_t registered;  /* in the epoll set */
+	uint8_t trusted;     /* weft saw this fd born: its registration needs no check */
+	uint8_t kind;	     /* KIND_* */
+	weft__memo memo;     /* the op rows' hooks' byte for it */
 };
 
 /* op->kflags, the backend's own */
-#define EK_RD (1u << 0)		/* on its fd's rd ring */
-#define EK_WR (1u << 1)		/* on its fd's wr ring */
-#define EK_WORKER (1u << 2)	/* handed to the workers (queued or running) */
-#define EK_FDCOUNT (1u << 3)	/* counted in its fd's workers */
-#define EK_TIMER (1u << 4)	/* in the deadline heap */
-#define EK_CONNECTING (1u << 5) /* a connect in progress */
-#define EK_RESTORE_FL (1u << 6) /* O_NONBLOCK was added for the connect: take it off */
-#define EK_NOWAIT_NO (1u << 7)	/* RWF_NOWAIT is not supported on this fd */
+#define EK_RD (1u << 0)	     /* on its fd's rd ring */
+#define EK_WR (1u << 1)	     /* on its fd's wr ring */
+#define EK_WORKER (1u << 2)  /* an op job on the workers (op->job) */
+#define EK_WK_RING (1u << 3) /* on its fd's wk ring */
 
 struct ep {
 	int epfd;
@@ -89,21 +77,7 @@ struct ep {
 	size_t fd_cap;	       /* fd numbers above this are never tracked (RLIMIT_NOFILE) */
 	struct weft__op *done; /* to report at the next tick (op->deferred) */
 	struct weft__op **done_tail;
-	struct weft__op **heap; /* deadlines, earliest first; op->due = 1 + index */
-	size_t hlen;
-	size_t hcap;
-	/* the workers */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct weft__list queue;	     /* ops waiting for a worker (op->fdlink) */
-	_Atomic(struct weft__op *) finished; /* done by workers (op->deferred) */
-	pthread_t *tids;
-	unsigned threads;
-	unsigned idle;
-	unsigned queued; /* ops on the queue */
-	unsigned max_threads;
-	bool stop;
-	bool want_worker; /* loop thread: start one at the next tick */
+	struct weft__heap deadlines; /* of ops (op->timer) */
 	/* the in-place budget */
 	uint64_t budget_switches;
 	unsigned budget;
@@ -114,11 +88,6 @@ struct ep {
 static inline struct ep *E(struct weft_loop *l)
 {
 	return l->be_data;
-}
-
-static long sys_result(long r)
-{
-	return r < 0 ? -errno : r;
 }
 
 /* ---- fd table ------------------------------------------------------------------ */
@@ -150,21 +119,6 @@ static struct fdent *fd_get(struct ep *e, int fd)
 static inline struct fdent *fd_peek(struct ep *e, int fd)
 {
 	return fd >= 0 && (size_t)fd < e->nfds ? &e->fds[fd] : NULL;
-}
-
-/* A new file got number @fd (weft made it): forget what the old one was. */
-static void fd_born(struct ep *e, int fd)
-{
-	struct fdent *d = fd_peek(e, fd);
-
-	if (d) {
-		d->registered = 0;
-		d->kind = KIND_UNKNOWN;
-		d->nonblock = NB_UNKNOWN;
-		d->trusted = 1;
-	} else if ((d = fd_get(e, fd))) {
-		d->trusted = 1;
-	}
 }
 
 static void ring_add(struct weft__op **head, struct weft__op *op)
@@ -208,82 +162,23 @@ static int fd_watch(struct ep *e, struct fdent *d, int fd)
 	return 0;
 }
 
-/* ---- the deadline heap (op->ts[0] is the key) ---------------------------------- */
-
-static inline bool heap_less(struct weft__op *a, struct weft__op *b)
+/* Regular file or something epoll can wait on? */
+static int fd_kind(struct ep *e, int fd)
 {
-	return a->ts[0] < b->ts[0];
-}
+	struct fdent *d = fd_get(e, fd);
+	struct stat st;
 
-static void heap_set(struct ep *e, size_t i, struct weft__op *op)
-{
-	e->heap[i] = op;
-	op->due = (uint32_t)i + 1;
-}
+	if (d && d->kind != KIND_UNKNOWN)
+		return d->kind;
+	if (fstat(fd, &st) < 0)
+		return -errno;
 
-static void heap_up(struct ep *e, size_t i)
-{
-	struct weft__op *op = e->heap[i];
+	int kind = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode) ? KIND_FILE
+										     : KIND_POLL;
 
-	while (i > 0 && heap_less(op, e->heap[(i - 1) / 2])) {
-		heap_set(e, i, e->heap[(i - 1) / 2]);
-		i = (i - 1) / 2;
-	}
-	heap_set(e, i, op);
-}
-
-static void heap_down(struct ep *e, size_t i)
-{
-	struct weft__op *op = e->heap[i];
-
-	for (;;) {
-		size_t c = 2 * i + 1;
-
-		if (c >= e->hlen)
-			break;
-		if (c + 1 < e->hlen && heap_less(e->heap[c + 1], e->heap[c]))
-			c++;
-		if (!heap_less(e->heap[c], op))
-			break;
-		heap_set(e, i, e->heap[c]);
-		i = c;
-	}
-	heap_set(e, i, op);
-}
-
-static bool heap_add(struct ep *e, struct weft__op *op, int64_t when)
-{
-	if (e->hlen == e->hcap) {
-		size_t n = e->hcap ? e->hcap * 2 : 64;
-		struct weft__op **v = realloc(e->heap, n * sizeof(*v));
-
-		if (!v)
-			return false;
-		e->heap = v;
-		e->hcap = n;
-	}
-	op->ts[0] = when;
-	op->kflags |= EK_TIMER;
-	e->heap[e->hlen] = op;
-	heap_up(e, e->hlen++);
-	return true;
-}
-
-static void heap_del(struct ep *e, struct weft__op *op)
-{
-	if (!(op->kflags & EK_TIMER))
-		return;
-
-	size_t i = op->due - 1;
-	struct weft__op *last = e->heap[--e->hlen];
-
-	op->kflags &= ~EK_TIMER;
-	op->due = 0;
-	if (last == op)
-		return;
-	heap_set(e, i, last);
-	heap_up(e, i);
-	heap_down(e, last->due - 1);
+	if (d)
+		d->kind = (uint8_t)kind;
+	return kind;
 }
 
 /* ---- completions ------------------------------------------------------------------ */
@@ -297,10 +192,21 @@ static void defer_done(struct ep *e, struct weft__op *op, int res)
 	e->done_tail = &op->deferred;
 }
 
-/* The op leaves every list of this backend; its end is reported now (in tick). */
+/* The op's tries are over: undo what they did to its fd (its row's nb_end). */
+static inline void tries_over(struct weft__op *op)
+{
+	const struct weft__opdef *d = weft__opdef(op->code);
+
+	if (WEFT__UNLIKELY(d->nb_end != NULL))
+		d->nb_end(op);
+}
+
+/* The op leaves every list of this backend; its end is reported now. */
 static void report(struct weft_loop *l, struct weft__op *op, int res)
 {
-	heap_del(E(l), op);
+	if (op->timer.index)
+		weft__heap_remove(&E(l)->deadlines, &op->timer);
+	tries_over(op);
 	l->inflight--;
 	l->stats.cqes++;
 	weft__op_mark_filled(op, res);
@@ -323,6 +229,7 @@ static void answer(struct weft_loop *l, struct weft__op *op, int res)
 		}
 		if (e->budget > 0) {
 			e->budget--;
+			tries_over(op);
 			l->inflight--;
 			l->stats.cqes++;
 			weft__op_mark_filled(op, res);
@@ -335,349 +242,41 @@ static void answer(struct weft_loop *l, struct weft__op *op, int res)
 	defer_done(e, op, res);
 }
 
-/* ---- the system calls ------------------------------------------------------------- */
-
-static inline void *P(uint64_t v)
-{
-	return (void *)(uintptr_t)v;
-}
-
-/* The blocking form of a worker op, on a worker thread: result or -errno. */
-static long run_blocking(const struct weft__op *op)
-{
-	struct iovec one = { P(op->addr), op->len };
-	const struct iovec *iov = op->code == WEFT__OP_READ || op->code == WEFT__OP_WRITE
-				      ? &one
-				      : (const struct iovec *)P(op->addr);
-	int cnt = op->code == WEFT__OP_READ || op->code == WEFT__OP_WRITE ? 1 : (int)op->len;
-
-	switch (op->code) {
-	case WEFT__OP_READ:
-	case WEFT__OP_READV:
-		return sys_result(preadv2(op->fd, iov, cnt, (off_t)op->off, 0));
-	case WEFT__OP_WRITE:
-	case WEFT__OP_WRITEV:
-		return sys_result(pwritev2(op->fd, iov, cnt, (off_t)op->off, 0));
-	case WEFT__OP_FSYNC:
-		return sys_result((op->op_flags & FSYNC_DATASYNC) ? fdatasync(op->fd)
-								  : fsync(op->fd));
-	case WEFT__OP_OPENAT:
-		return sys_result(openat(op->fd, P(op->addr), (int)op->op_flags, (mode_t)op->len));
-	case WEFT__OP_STATX:
-		return sys_result(
-		    statx(op->fd, P(op->addr), (int)op->op_flags, op->len, P(op->off)));
-	case WEFT__OP_UNLINKAT:
-		return sys_result(unlinkat(op->fd, P(op->addr), (int)op->op_flags));
-	case WEFT__OP_RENAMEAT:
-		return sys_result(syscall(SYS_renameat2, op->fd, P(op->addr), (int)op->len,
-					  P(op->off), op->op_flags));
-	case WEFT__OP_MKDIRAT:
-		return sys_result(mkdirat(op->fd, P(op->addr), (mode_t)op->len));
-	case WEFT__OP_FALLOCATE:
-		return sys_result(fallocate(op->fd, (int)op->len, (off_t)op->off, (off_t)op->addr));
-	case WEFT__OP_FTRUNCATE:
-		return sys_result(ftruncate(op->fd, (off_t)op->off));
-	default:
-		return -EOPNOTSUPP;
-	}
-}
-
-/* Whether @fd can be read without blocking now (for accept4 on a blocking socket). */
-static bool readable_now(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-
-	return poll(&p, 1, 0) == 1;
-}
+static void fail_waiter(struct weft_loop *l, struct weft__op *op, int res);
 
 /*
- * One non-blocking try of a pollable op. Return: its result, or -EAGAIN to
- * wait for readiness.
+ * A new file got number @fd (weft made it): forget what the old one was.
+ * Ops still waiting for the old file's readiness (a plain close(2) behind
+ * weft's back) must never be handed the new one's data: they fail -EBADF,
+ * as a call on a closed fd would.
  */
-static long try_io(struct ep *e, struct weft__op *op)
-{
-	struct fdent *d;
-	long r;
-
-	switch (op->code) {
-	case WEFT__OP_RECV:
-		if (op->op_flags & MSG_WAITALL) {
-			/* Keep what came so far in kres; wait for the rest. */
-			r = recv(op->fd, (char *)P(op->addr) + op->kres,
-				 op->len - (uint32_t)op->kres,
-				 (int)(op->op_flags & ~(uint32_t)MSG_WAITALL) | MSG_DONTWAIT);
-			if (r > 0 && (op->kres += (int32_t)r) < (int32_t)op->len)
-				return -EAGAIN;
-			if (r > 0 || (r == 0 && op->kres > 0))
-				return op->kres;
-			if (r < 0 && errno == EAGAIN)
-				return -EAGAIN;
-			return op->kres > 0 ? op->kres : sys_result(r);
-		}
-		return sys_result(
-		    recv(op->fd, P(op->addr), op->len, (int)op->op_flags | MSG_DONTWAIT));
-	case WEFT__OP_SEND:
-		return sys_result(
-		    send(op->fd, P(op->addr), op->len, (int)op->op_flags | MSG_DONTWAIT));
-	case WEFT__OP_RECVMSG:
-		return sys_result(recvmsg(op->fd, P(op->addr), (int)op->op_flags | MSG_DONTWAIT));
-	case WEFT__OP_SENDMSG:
-		return sys_result(sendmsg(op->fd, P(op->addr), (int)op->op_flags | MSG_DONTWAIT));
-	case WEFT__OP_ACCEPT:
-		d = fd_get(e, op->fd);
-		if (!d || d->nonblock == NB_UNKNOWN) {
-			/* Once per fd: a listening socket? Blocking? (accept4 would tell by
-			 * blocking.) */
-			int listening = 0;
-			socklen_t sl = sizeof(listening);
-			int fl = fcntl(op->fd, F_GETFL);
-
-			if (fl < 0 ||
-			    getsockopt(op->fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &sl) < 0)
-				return -errno;
-			if (!listening)
-				return -EINVAL; /* what accept4 says of a socket that does not
-						   listen */
-			if (d)
-				d->nonblock = (fl & O_NONBLOCK) ? NB_NONBLOCKING : NB_BLOCKING;
-		}
-		/* accept4 has no per-call MSG_DONTWAIT: on a blocking socket, look first. */
-		if ((!d || d->nonblock == NB_BLOCKING) && !readable_now(op->fd))
-			return -EAGAIN;
-		r = sys_result(accept4(op->fd, P(op->addr), P(op->off), (int)op->op_flags));
-		if (r >= 0)
-			fd_born(e, (int)r);
-		return r;
-	case WEFT__OP_CONNECT:
-		if (!(op->kflags & EK_CONNECTING)) {
-			int fl = fcntl(op->fd, F_GETFL);
-
-			if (fl < 0)
-				return -errno;
-			if (!(fl & O_NONBLOCK)) {
-				if (fcntl(op->fd, F_SETFL, fl | O_NONBLOCK) < 0)
-					return -errno;
-				op->kflags |= EK_RESTORE_FL;
-			}
-			op->kflags |= EK_CONNECTING;
-		}
-		r = connect(op->fd, P(op->addr), (socklen_t)op->off);
-		if (r == 0)
-			return 0;
-		if (errno == EINPROGRESS || errno == EALREADY || errno == EAGAIN)
-			return -EAGAIN;
-		if (errno == EISCONN && (op->kflags & EK_CONNECTING) && op->kres == 1)
-			return 0; /* it connected while we waited */
-		return -errno;
-	case WEFT__OP_READ:
-	case WEFT__OP_READV:
-	case WEFT__OP_WRITE:
-	case WEFT__OP_WRITEV: {
-		struct iovec one = { P(op->addr), op->len };
-		bool single = op->code == WEFT__OP_READ || op->code == WEFT__OP_WRITE;
-		const struct iovec *iov = single ? &one : P(op->addr);
-		int cnt = single ? 1 : (int)op->len;
-		int fl = (op->kflags & EK_NOWAIT_NO) ? 0 : RWF_NOWAIT;
-		bool rd = op->code == WEFT__OP_READ || op->code == WEFT__OP_READV;
-
-		r = rd ? preadv2(op->fd, iov, cnt, (off_t)op->off, fl)
-		       : pwritev2(op->fd, iov, cnt, (off_t)op->off, fl);
-		return sys_result(r);
-	}
-	case WEFT__OP_POLL: {
-		struct pollfd p = { .fd = op->fd, .events = (short)op->op_flags };
-
-		r = poll(&p, 1, 0);
-		if (r < 0)
-			return -errno;
-		return r == 0 ? -EAGAIN : (p.revents & POLLNVAL ? -EBADF : p.revents);
-	}
-	default:
-		return -EOPNOTSUPP;
-	}
-}
-
-/* Which ring an op waits on. */
-static bool waits_for_output(const struct weft__op *op)
-{
-	switch (op->code) {
-	case WEFT__OP_SEND:
-	case WEFT__OP_SENDMSG:
-	case WEFT__OP_CONNECT:
-	case WEFT__OP_WRITE:
-	case WEFT__OP_WRITEV:
-		return true;
-	case WEFT__OP_POLL:
-		return (op->op_flags & POLLOUT) && !(op->op_flags & POLLIN);
-	default:
-		return false;
-	}
-}
-
-/* An op that ends: undo what a connect did to the fd's flags. */
-static void op_cleanup(struct weft__op *op)
-{
-	if (op->kflags & EK_RESTORE_FL) {
-		int fl = fcntl(op->fd, F_GETFL);
-
-		if (fl >= 0)
-			(void)fcntl(op->fd, F_SETFL, fl & ~O_NONBLOCK);
-		op->kflags &= ~EK_RESTORE_FL;
-	}
-}
-
-/* ---- the workers --------------------------------------------------------------------- */
-
-static void *worker(void *arg)
-{
-	struct weft_loop *l = arg;
-	struct ep *e = E(l);
-
-	pthread_mutex_lock(&e->mu);
-	for (;;) {
-		while (weft__list_empty(&e->queue) && !e->stop) {
-			e->idle++;
-			pthread_cond_wait(&e->cv, &e->mu);
-			e->idle--;
-		}
-		if (weft__list_empty(&e->queue))
-			break;
-
-		struct weft__op *op = weft__container_of(e->queue.next, struct weft__op, fdlink);
-
-		/* Off the queue means running (the loop never writes kflags here). */
-		weft__list_del(&op->fdlink);
-		e->queued--;
-		pthread_mutex_unlock(&e->mu);
-
-		op->kres = (int32_t)run_blocking(op);
-
-		/* Back to the loop: a lock-free push, and a wake if it was empty. */
-		struct weft__op *head = atomic_load_explicit(&e->finished, memory_order_relaxed);
-
-		do
-			op->deferred = head;
-		while (!atomic_compare_exchange_weak_explicit(
-		    &e->finished, &head, op, memory_order_release, memory_order_relaxed));
-		if (!head) {
-			uint64_t one = 1;
-			ssize_t w = write(e->wakefd, &one, sizeof(one));
-
-			(void)w;
-		}
-		pthread_mutex_lock(&e->mu);
-	}
-	pthread_mutex_unlock(&e->mu);
-	return NULL;
-}
-
-/*
- * Hand @op to a worker. Workers are started by the tick, on the loop's own
- * stack, never here: pthread_create would run on the calling fiber's stack,
- * which may be a single page.
- */
-static void to_worker(struct weft_loop *l, struct weft__op *op)
+static void fd_born(struct weft_loop *l, int fd)
 {
 	struct ep *e = E(l);
-	struct fdent *d = (op->oflags & WEFT__OPF_HAS_FD) ? fd_get(e, op->fd) : NULL;
+	struct fdent *d = fd_get(e, fd);
 
-	pthread_mutex_lock(&e->mu);
-	op->kflags |= EK_WORKER;
-	weft__list_add_before(&e->queue, &op->fdlink);
-	e->queued++;
-	if (e->queued > e->idle && e->threads < e->max_threads)
-		e->want_worker = true;
-	pthread_cond_signal(&e->cv);
-	pthread_mutex_unlock(&e->mu);
-	if (d) {
-		d->workers++;
-		op->kflags |= EK_FDCOUNT;
-	}
-}
-
-static void op_cleanup(struct weft__op *op);
-static void defer_done(struct ep *e, struct weft__op *op, int res);
-static void worker_op_over(struct weft_loop *l, struct weft__op *op);
-
-/*
- * In the tick: start workers while more ops wait than workers are idle. If
- * not even one can be started, the queued ops fail with the reason.
- */
-static void start_workers(struct weft_loop *l)
-{
-	struct ep *e = E(l);
-	struct weft__op *failed[64];
-	size_t nfailed = 0;
-	unsigned started = 0;
-	int rc = 0;
-
-	e->want_worker = false;
-	pthread_mutex_lock(&e->mu);
-	while (e->queued > e->idle + started && e->threads < e->max_threads) {
-		rc = weft__thread_start(&e->tids[e->threads], NULL, worker, l);
-		if (rc < 0)
-			break;
-		e->threads++;
-		started++;
-	}
-	if (rc < 0 && e->threads == 0) {
-		while (!weft__list_empty(&e->queue) && nfailed < 64) {
-			struct weft__op *op =
-			    weft__container_of(e->queue.next, struct weft__op, fdlink);
-
-			weft__list_del(&op->fdlink);
-			e->queued--;
-			failed[nfailed++] = op;
-		}
-		e->want_worker = !weft__list_empty(&e->queue);
-	}
-	pthread_mutex_unlock(&e->mu);
-	for (size_t i = 0; i < nfailed; i++) {
-		worker_op_over(l, failed[i]);
-		op_cleanup(failed[i]);
-		defer_done(e, failed[i], rc);
-	}
-}
-
-/* Take @op out of the worker queue if no worker has it yet (a queued op is linked). */
-static bool unqueue(struct ep *e, struct weft__op *op)
-{
-	bool queued;
-
-	pthread_mutex_lock(&e->mu);
-	queued = op->fdlink.next != &op->fdlink;
-	if (queued) {
-		weft__list_del(&op->fdlink);
-		e->queued--;
-	}
-	pthread_mutex_unlock(&e->mu);
-	return queued;
-}
-
-static void close_now(struct weft_loop *l, struct weft__op *op, bool in_tick);
-
-/* A worker op is over (run or taken back): its fd may now be closed. */
-static void worker_op_over(struct weft_loop *l, struct weft__op *op)
-{
-	struct fdent *d;
-
-	op->kflags &= ~EK_WORKER;
-	if (!(op->kflags & EK_FDCOUNT))
+	if (!d)
 		return;
-	op->kflags &= ~EK_FDCOUNT;
-	d = fd_peek(E(l), op->fd);
-	if (d && --d->workers == 0 && d->closer) {
-		struct weft__op *c = d->closer;
-
-		d->closer = NULL;
-		close_now(l, c, true);
-	}
+	while (d->rd || d->wr)
+		fail_waiter(l, d->rd ? d->rd : d->wr, -EBADF);
+	d->registered = 0;
+	d->kind = KIND_UNKNOWN;
+	d->memo = 0;
+	d->trusted = 1;
 }
 
 /* ---- waiting ------------------------------------------------------------------------- */
 
-/* @op got EAGAIN: wait for its fd's readiness. Return: false if it cannot wait (-errno). */
-static int wait_ready(struct weft_loop *l, struct weft__op *op)
+/* Whether @op waits for output (else input). */
+static bool waits_for_output(const struct weft__op *op, const struct weft__opdef *d)
+{
+	if (d->ready == WEFT__READY_EVENTS)
+		return (op->op_flags & POLLOUT) && !(op->op_flags & POLLIN);
+	return d->ready == WEFT__READY_OUT;
+}
+
+/* @op got EAGAIN: wait for its fd's readiness. Return: 0, or -errno if it cannot wait. */
+static int wait_ready(struct weft_loop *l, struct weft__op *op, const struct weft__opdef *def)
 {
 	struct ep *e = E(l);
 	struct fdent *d = fd_get(e, op->fd);
@@ -689,7 +288,7 @@ static int wait_ready(struct weft_loop *l, struct weft__op *op)
 
 	if (rc < 0)
 		return rc;
-	if (waits_for_output(op)) {
+	if (waits_for_output(op, def)) {
 		op->kflags |= EK_WR;
 		ring_add(&d->wr, op);
 	} else {
@@ -700,31 +299,83 @@ static int wait_ready(struct weft_loop *l, struct weft__op *op)
 	return 0;
 }
 
+static void worker_back(struct weft__opjob *job, void *ctx);
+
+/* Hand @op to the workers, as an op job. */
+static int to_worker(struct weft_loop *l, struct weft__op *op)
+{
+	struct fdent *d = (op->oflags & WEFT__OPF_HAS_FD) ? fd_get(E(l), op->fd) : NULL;
+	int rc = weft__opjob_start(l, op, worker_back, op, &op->job);
+
+	if (rc < 0)
+		return rc;
+	op->kflags |= EK_WORKER;
+	if (d) {
+		ring_add(&d->wk, op); /* so that a close finds it */
+		op->kflags |= EK_WK_RING;
+	}
+	return 0;
+}
+
+/* Off its fd's wk ring, if on it. */
+static void worker_unring(struct ep *e, struct weft__op *op)
+{
+	if (op->kflags & EK_WK_RING)
+		ring_del(&fd_peek(e, op->fd)->wk, op);
+	op->kflags &= ~(EK_WORKER | EK_WK_RING);
+}
+
+/* From the inbox, on the loop's thread: a worker is done with @op's job. */
+static void worker_back(struct weft__opjob *job, void *ctx)
+{
+	struct weft_loop *l = weft__tls_loop;
+	struct weft__op *op = ctx;
+	int res = weft__opjob_end(job);
+
+	worker_unring(E(l), op);
+	if (res >= 0 && (weft__opdef(op->code)->flags & WEFT__OPD_NEW_FD))
+		fd_born(l, res);
+	report(l, op, res);
+}
+
 /* Take @op off whatever it waits on. Return: true if it was waiting (not running). */
 static bool unwait(struct weft_loop *l, struct weft__op *op)
 {
 	struct ep *e = E(l);
-	struct fdent *d;
 
 	if (op->kflags & (EK_RD | EK_WR)) {
-		d = fd_peek(e, op->fd);
+		struct fdent *d = fd_peek(e, op->fd);
+
 		ring_del((op->kflags & EK_RD) ? &d->rd : &d->wr, op);
 		op->kflags &= ~(EK_RD | EK_WR);
 		e->nwait--;
 		return true;
 	}
 	if (op->kflags & EK_WORKER) {
-		if (!unqueue(e, op))
-			return false; /* a worker runs it: it completes on its own */
-		worker_op_over(l, op);
+		if (!weft__opjob_abandon(op->job))
+			return false; /* a worker runs it in the caller's buffers: it completes */
+		worker_unring(e, op);
 		return true;
 	}
-	return op->code == WEFT__OP_TIMEOUT && (op->kflags & EK_TIMER);
+	return (weft__opdef(op->code)->flags & WEFT__OPD_TIMER) && op->timer.index;
+}
+
+/* A waiting op ends now with @res, reported at the next tick. */
+static void fail_waiter(struct weft_loop *l, struct weft__op *op, int res)
+{
+	struct ep *e = E(l);
+
+	if (!unwait(l, op))
+		return;
+	if (op->timer.index)
+		weft__heap_remove(&e->deadlines, &op->timer);
+	defer_done(e, op, res);
 }
 
 /* ---- submit ----------------------------------------------------------------------------- */
 
-static void close_now(struct weft_loop *l, struct weft__op *op, bool in_tick)
+/* A close: the fd's bookkeeping, then the close itself (its row's try). */
+static void close_now(struct weft_loop *l, struct weft__op *op)
 {
 	struct ep *e = E(l);
 	struct fdent *d = fd_peek(e, op->fd);
@@ -735,131 +386,76 @@ static void close_now(struct weft_loop *l, struct weft__op *op, bool in_tick)
 		d->registered = 0;
 		d->trusted = 0;
 		d->kind = KIND_UNKNOWN;
-		d->nonblock = NB_UNKNOWN;
+		d->memo = 0;
 	}
-
-	int res = (int)sys_result(close(op->fd));
-
-	if (in_tick)
-		defer_done(e, op, res);
-	else
-		answer(l, op, res);
+	answer(l, op, (int)weft__opdef(op->code)->try_nb(op, NULL));
 }
 
-/* Regular file or something epoll can wait on? */
-static int fd_kind(struct ep *e, int fd)
+/* One try of @op that never blocks; a new fd it made is born. */
+static long try_once(struct weft_loop *l, struct weft__op *op, const struct weft__opdef *def)
 {
-	struct fdent *d = fd_get(e, fd);
-	struct stat st;
+	struct fdent *d = (op->oflags & WEFT__OPF_HAS_FD) ? fd_get(E(l), op->fd) : NULL;
+	long r = def->try_nb(op, d ? &d->memo : NULL);
 
-	if (d && d->kind != KIND_UNKNOWN)
-		return d->kind;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-
-	int kind = S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode) ? KIND_FILE
-										     : KIND_POLL;
-
-	if (d)
-		d->kind = (uint8_t)kind;
-	return kind;
+	if (r >= 0 && (def->flags & WEFT__OPD_NEW_FD))
+		fd_born(l, (int)r);
+	return r;
 }
 
-/* The op's first try; what is left of it waits. */
+/*
+ * What is left of @op after its try (or without one): wait for readiness,
+ * or go to a worker when its fd is a regular file or epoll refuses it.
+ */
+static int wait_or_work(struct weft_loop *l, struct weft__op *op, const struct weft__opdef *def)
+{
+	int rc;
+
+	if (def->ready && def->blocking) {
+		rc = fd_kind(E(l), op->fd);
+		if (rc == KIND_FILE)
+			return to_worker(l, op);
+		if (rc < 0)
+			return rc;
+		rc = wait_ready(l, op, def);
+		return rc == -EPERM ? to_worker(l, op)
+				    : rc; /* epoll refuses it: a file after all */
+	}
+	if (def->ready)
+		return wait_ready(l, op, def);
+	return def->blocking ? to_worker(l, op) : -EOPNOTSUPP;
+}
+
 static void start(struct weft_loop *l, struct weft__op *op)
 {
 	struct ep *e = E(l);
-	long r;
+	const struct weft__opdef *def = weft__opdef(op->code);
 	int rc;
 
-	switch (op->code) {
-	case WEFT__OP_NOP:
-		answer(l, op, 0);
-		return;
-	case WEFT__OP_TIMEOUT:
+	if (WEFT__UNLIKELY(def->flags & WEFT__OPD_TIMER)) {
 		/* A kernel-style sleep: -ETIME at its time. */
-		if (!heap_add(e, op, (int64_t)op->off))
+		if (weft__heap_push(&e->deadlines, &op->timer, (int64_t)op->off) < 0)
 			answer(l, op, -ENOMEM);
 		return;
-	case WEFT__OP_SOCKET:
-		r = sys_result(socket(op->fd, (int)op->off, (int)op->len));
-		if (r >= 0)
-			fd_born(e, (int)r);
-		answer(l, op, (int)r);
+	}
+	if (def->flags & WEFT__OPD_CLOSES) {
+		close_now(l, op);
 		return;
-	case WEFT__OP_SHUTDOWN:
-		answer(l, op, (int)sys_result(shutdown(op->fd, (int)op->len)));
-		return;
-	case WEFT__OP_CLOSE: {
-		struct fdent *d = fd_peek(e, op->fd);
+	}
+	if (def->try_nb) {
+		long r = try_once(l, op, def);
 
-		if (d && d->workers > 0) {
-			d->closer = op; /* when the last worker op on it is over */
-			return;
-		}
-		close_now(l, op, false);
-		return;
-	}
-	case WEFT__OP_FSYNC:
-	case WEFT__OP_OPENAT:
-	case WEFT__OP_STATX:
-	case WEFT__OP_UNLINKAT:
-	case WEFT__OP_RENAMEAT:
-	case WEFT__OP_MKDIRAT:
-	case WEFT__OP_FALLOCATE:
-	case WEFT__OP_FTRUNCATE:
-		to_worker(l, op);
-		rc = 0;
-		break;
-	case WEFT__OP_READ:
-	case WEFT__OP_READV:
-	case WEFT__OP_WRITE:
-	case WEFT__OP_WRITEV:
-		r = try_io(e, op);
-		if (r == -EOPNOTSUPP) {
-			op->kflags |= EK_NOWAIT_NO;
-			r = -EAGAIN;
-		}
-		if (r != -EAGAIN) {
+		if (r != -EAGAIN || !def->ready) {
 			answer(l, op, (int)r);
 			return;
 		}
-		/*
-		 * A regular file that would block (not in the page cache, or no
-		 * RWF_NOWAIT for writes on this filesystem) goes to a worker; a
-		 * pipe, socket or device waits for readiness.
-		 */
-		rc = fd_kind(e, op->fd);
-		if (rc == KIND_FILE) {
-			to_worker(l, op);
-			rc = 0;
-		} else if (rc == KIND_POLL) {
-			rc = wait_ready(l, op);
-			if (rc == -EPERM) { /* epoll refuses it: a file after all */
-				to_worker(l, op);
-				rc = 0;
-			}
-		}
-		break;
-	default: /* the socket ops and POLL */
-		op->kres = 0;
-		r = try_io(e, op);
-		if (r != -EAGAIN) {
-			op_cleanup(op);
-			answer(l, op, (int)r);
-			return;
-		}
-		if (op->code == WEFT__OP_CONNECT)
-			op->kres = 1; /* from now on EISCONN means it connected */
-		rc = wait_ready(l, op);
-		break;
 	}
+	rc = wait_or_work(l, op, def);
 	if (rc < 0) {
-		op_cleanup(op);
 		answer(l, op, rc);
 		return;
 	}
-	if (op->deadline != WEFT_FOREVER && !heap_add(e, op, op->deadline) && unwait(l, op))
+	if (op->deadline != WEFT_FOREVER &&
+	    weft__heap_push(&e->deadlines, &op->timer, op->deadline) < 0 && unwait(l, op))
 		answer(l, op, -ENOMEM);
 }
 
@@ -868,21 +464,9 @@ static void ep_submit(struct weft_loop *l, struct weft__op *op)
 	l->inflight++;
 	l->stats.sqes++;
 	op->kflags = 0;
-	op->due = 0;
-	op->kres = 0;
+	op->hook = 0;
+	op->timer.index = 0;
 	start(l, op);
-}
-
-/* End @op early with -ECANCELED, if it is still waiting (a running worker op finishes). */
-static void end_early(struct weft_loop *l, struct weft__op *op)
-{
-	struct ep *e = E(l);
-
-	if (!unwait(l, op))
-		return;
-	heap_del(e, op);
-	op_cleanup(op);
-	defer_done(e, op, -ECANCELED);
 }
 
 static void ep_cancel(struct weft_loop *l, struct weft__op *op)
@@ -890,45 +474,44 @@ static void ep_cancel(struct weft_loop *l, struct weft__op *op)
 	if (op->state != WEFT__OP_ARMED || (op->oflags & WEFT__OPF_CANCEL_SENT))
 		return;
 	op->oflags |= WEFT__OPF_CANCEL_SENT;
-	end_early(l, op);
+	fail_waiter(l, op, -ECANCELED);
 }
 
+/* The first op of @ring not yet asked to end, or NULL. */
+static struct weft__op *not_cancelled(struct weft__op *ring)
+{
+	struct weft__op *op = ring;
+
+	if (!op)
+		return NULL;
+	do {
+		if (!(op->oflags & WEFT__OPF_CANCEL_SENT))
+			return op;
+		op = weft__container_of(op->fdlink.next, struct weft__op, fdlink);
+	} while (op != ring);
+	return NULL;
+}
+
+/*
+ * Before a close: every op of this loop on @fd ends with -ECANCELED, as on
+ * io_uring; one a worker runs in the caller's buffers completes on its own
+ * (it works on a duplicate of the fd).
+ */
 static void ep_cancel_fd(struct weft_loop *l, int fd)
 {
-	struct ep *e = E(l);
-	struct fdent *d = fd_peek(e, fd);
+	struct fdent *d = fd_peek(E(l), fd);
+	struct weft__op *op;
 
 	if (!d)
 		return;
 	while (d->rd || d->wr) {
-		struct weft__op *op = d->rd ? d->rd : d->wr;
-
+		op = d->rd ? d->rd : d->wr;
 		op->oflags |= WEFT__OPF_CANCEL_SENT;
-		end_early(l, op);
+		fail_waiter(l, op, -ECANCELED);
 	}
-	if (d->workers > 0) {
-		/* Queued ops on it must not run on a recycled number: take them back. */
-		struct weft__list *n;
-		struct weft__op *todo[8]; /* small: this runs on the closing fiber's stack */
-		size_t k;
-
-		do {
-			k = 0;
-			pthread_mutex_lock(&e->mu);
-			weft__list_for_each(n, &e->queue)
-			{
-				struct weft__op *op =
-				    weft__container_of(n, struct weft__op, fdlink);
-
-				if (op->fd == fd && (op->kflags & EK_FDCOUNT) && k < 8)
-					todo[k++] = op;
-			}
-			pthread_mutex_unlock(&e->mu);
-			for (size_t i = 0; i < k; i++) {
-				todo[i]->oflags |= WEFT__OPF_CANCEL_SENT;
-				end_early(l, todo[i]);
-			}
-		} while (k == 8);
+	while ((op = not_cancelled(d->wk))) {
+		op->oflags |= WEFT__OPF_CANCEL_SENT;
+		fail_waiter(l, op, -ECANCELED);
 	}
 }
 
@@ -945,41 +528,14 @@ static void retry_ring(struct weft_loop *l, struct fdent *d, bool out)
 		if (!op)
 			return;
 
-		long r = try_io(e, op);
+		long r = try_once(l, op, weft__opdef(op->code));
 
 		if (r == -EAGAIN)
 			return;
 		ring_del(out ? &d->wr : &d->rd, op);
 		op->kflags &= ~(EK_RD | EK_WR);
 		e->nwait--;
-		op_cleanup(op);
-		heap_del(e, op);
 		report(l, op, (int)r);
-	}
-}
-
-static void take_finished(struct weft_loop *l)
-{
-	struct ep *e = E(l);
-	struct weft__op *op = atomic_exchange_explicit(&e->finished, NULL, memory_order_acquire);
-	struct weft__op *fifo = NULL;
-
-	while (op) {
-		struct weft__op *next = op->deferred;
-
-		op->deferred = fifo;
-		fifo = op;
-		op = next;
-	}
-	while (fifo) {
-		struct weft__op *next = fifo->deferred;
-		int res = fifo->kres;
-
-		worker_op_over(l, fifo);
-		if (fifo->code == WEFT__OP_OPENAT && res >= 0)
-			fd_born(e, res);
-		report(l, fifo, res);
-		fifo = next;
 	}
 }
 
@@ -1005,20 +561,20 @@ static void expire(struct weft_loop *l, int64_t now)
 {
 	struct ep *e = E(l);
 
-	while (e->hlen > 0 && e->heap[0]->ts[0] <= now) {
-		struct weft__op *op = e->heap[0];
+	while (weft__heap_next(&e->deadlines) != WEFT_FOREVER &&
+	       weft__heap_next(&e->deadlines) <= now) {
+		struct weft__op *op =
+		    weft__container_of(weft__heap_top(&e->deadlines), struct weft__op, timer);
 
-		heap_del(e, op);
-		if (op->code == WEFT__OP_TIMEOUT) {
+		weft__heap_remove(&e->deadlines, &op->timer);
+		if (weft__opdef(op->code)->flags & WEFT__OPD_TIMER) {
 			report(l, op, -ETIME);
 			continue;
 		}
 		op->oflags |= WEFT__OPF_TIMED_OUT;
-		if (unwait(l, op)) {
-			op_cleanup(op);
+		if (unwait(l, op))
 			report(l, op, -ECANCELED);
-		}
-		/* else a worker runs it: its own result comes when it is done */
+		/* else a worker runs it in the caller's buffers: its own result comes */
 	}
 }
 
@@ -1057,40 +613,23 @@ static int epoll_wait_until(struct ep *e, struct epoll_event *evs, int n, int64_
 	return epoll_wait(e->epfd, evs, n, ms);
 }
 
-static int ep_tick(struct weft_loop *l, bool wait, int64_t deadline)
+/* How long the tick may wait: 0 not at all, or until the earlier of @deadline and an op's. */
+static int64_t wait_until(struct ep *e, bool wait, int64_t deadline)
 {
-	struct ep *e = E(l);
-	struct epoll_event evs[256];
-	bool got = false;
+	int64_t until = wait ? deadline : 0;
+	int64_t ops = weft__heap_next(&e->deadlines);
 
-	if (e->want_worker)
-		start_workers(l);
-	if (atomic_load_explicit(&e->finished, memory_order_relaxed)) {
-		take_finished(l);
-		got = true;
-	}
-	got |= dispatch_done(l);
-
-	int64_t until = wait && !got ? deadline : 0;
-
-	if (until != 0 && e->hlen > 0 && (until == WEFT_FOREVER || e->heap[0]->ts[0] < until))
-		until = e->heap[0]->ts[0];
+	if (until != 0 && ops != WEFT_FOREVER && (until == WEFT_FOREVER || ops < until))
+		until = ops;
 	if (until != 0 && until != WEFT_FOREVER && until <= weft__clock_now())
 		until = 0;
+	return until;
+}
 
-	/* Nothing waits for readiness and nothing to wait for: no system call. */
-	if (until == 0 && e->nwait == 0) {
-		if (e->hlen > 0)
-			expire(l, weft__clock_now());
-		dispatch_done(l);
-		return 0;
-	}
+static void handle_events(struct weft_loop *l, const struct epoll_event *evs, int n)
+{
+	struct ep *e = E(l);
 
-	int n = epoll_wait_until(e, evs, 256, until);
-
-	l->stats.enters++;
-	if (n < 0 && errno != EINTR)
-		return -errno;
 	for (int i = 0; i < n; i++) {
 		uint64_t tag = evs[i].data.u64;
 		uint32_t ev = evs[i].events;
@@ -1112,11 +651,30 @@ static int ep_tick(struct weft_loop *l, bool wait, int64_t deadline)
 		if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 			retry_ring(l, d, true);
 	}
-	if (atomic_load_explicit(&e->finished, memory_order_relaxed))
-		take_finished(l);
-	if (e->hlen > 0)
+}
+
+static int ep_tick(struct weft_loop *l, bool wait, int64_t deadline)
+{
+	struct ep *e = E(l);
+	struct epoll_event evs[256];
+	bool got = dispatch_done(l);
+	int64_t until = wait_until(e, wait && !got, deadline);
+
+	/* Nothing waits for readiness and nothing to wait for: no system call. */
+	if (until == 0 && e->nwait == 0) {
 		expire(l, weft__clock_now());
-	dispatch_done(l); /* what a worker op's end released (a close) */
+		dispatch_done(l);
+		return 0;
+	}
+
+	int n = epoll_wait_until(e, evs, 256, until);
+
+	l->stats.enters++;
+	if (n < 0 && errno != EINTR)
+		return -errno;
+	handle_events(l, evs, n);
+	expire(l, weft__clock_now());
+	dispatch_done(l); /* what the events released (stale waiters of a reused fd) */
 	return 0;
 }
 
@@ -1128,6 +686,7 @@ static void ep_wake(struct weft_loop *l)
 		return; /* its own thread: run() looks at the inbox before it waits */
 	if (weft__tls_loop)
 		weft__tls_loop->stats.wakes_eventfd++;
+
 	ssize_t w = write(E(l)->wakefd, &one, sizeof(one));
 
 	(void)w;
@@ -1149,6 +708,20 @@ static void ep_stats(struct weft_loop *l, weft_stats *out)
 
 /* ---- set-up -------------------------------------------------------------------------- */
 
+/* The rows this backend can run: a try, a blocking form, a timer or a close. */
+static uint64_t runnable_ops(void)
+{
+	uint64_t ops = 0;
+
+	for (unsigned c = 0; c < WEFT__OP_COUNT; c++) {
+		const struct weft__opdef *d = weft__opdef(c);
+
+		if (d->try_nb || d->blocking || (d->flags & WEFT__OPD_TIMER))
+			ops |= (uint64_t)1 << c;
+	}
+	return ops;
+}
+
 static int ep_setup(struct weft_loop *l)
 {
 	struct ep *e = calloc(1, sizeof(*e));
@@ -1159,10 +732,8 @@ static int ep_setup(struct weft_loop *l)
 		return -ENOMEM;
 	e->epfd = epoll_create1(EPOLL_CLOEXEC);
 	e->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	e->max_threads = l->cfg.iowq_bounded ? l->cfg.iowq_bounded : DEFAULT_WORKERS;
-	e->tids = calloc(e->max_threads, sizeof(*e->tids));
-	if (e->epfd < 0 || e->wakefd < 0 || !e->tids) {
-		rc = e->tids ? -errno : -ENOMEM;
+	if (e->epfd < 0 || e->wakefd < 0) {
+		rc = -errno;
 		goto fail;
 	}
 
@@ -1176,12 +747,8 @@ static int ep_setup(struct weft_loop *l)
 			? (size_t)rl.rlim_max
 			: (size_t)1 << 20;
 	e->done_tail = &e->done;
-	weft__list_init(&e->queue);
-	pthread_mutex_init(&e->mu, NULL);
-	pthread_cond_init(&e->cv, NULL);
-	atomic_init(&e->finished, NULL);
 	e->have_pwait2 = true;
-	l->ops = ~(uint64_t)0; /* every op runs here, one way or another */
+	l->ops = runnable_ops();
 	l->be_data = e;
 	return 0;
 fail:
@@ -1189,7 +756,6 @@ fail:
 		close(e->epfd);
 	if (e->wakefd >= 0)
 		close(e->wakefd);
-	free(e->tids);
 	free(e);
 	return rc;
 }
@@ -1198,19 +764,10 @@ static void ep_teardown(struct weft_loop *l)
 {
 	struct ep *e = E(l);
 
-	pthread_mutex_lock(&e->mu);
-	e->stop = true;
-	pthread_cond_broadcast(&e->cv);
-	pthread_mutex_unlock(&e->mu);
-	for (unsigned i = 0; i < e->threads; i++)
-		pthread_join(e->tids[i], NULL);
-	pthread_cond_destroy(&e->cv);
-	pthread_mutex_destroy(&e->mu);
 	close(e->epfd);
 	close(e->wakefd);
-	free(e->tids);
 	free(e->fds);
-	free(e->heap);
+	weft__heap_fini(&e->deadlines);
 	free(e);
 	l->be_data = NULL;
 }

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The io_uring backend: everything weft knows about io_uring, and the only
- * file that includes liburing. Ring set-up with feature probing, SQEs
- * prepared from op records, linked timeouts for deadlines, ASYNC_CANCEL,
- * the per-fd record of pending ops that weft_close cancels, the tick's
- * single io_uring_enter, CQ overflow, SQPOLL, and the eventfd that lets
- * other threads wake the loop.
+ * The io_uring backend, running the ring that uring_setup.c set up (the two
+ * are the only files that include liburing): SQEs prepared from op records
+ * as the op table's rows say, linked timeouts for deadlines, ASYNC_CANCEL,
+ * the per-fd record of pending ops that weft_close cancels (fdtable.c), the
+ * tick's single io_uring_enter, CQ overflow, SQPOLL, and waking other
+ * loops (MSG_RING, else their eventfd).
  *
  * user_data of an SQE is the op record's address, its low two bits saying
  * which of the op's SQEs it is (the op's own, its linked timeout, or a
@@ -13,380 +13,16 @@
  * have arrived: until then the kernel may still look the op up by its
  * address, so nothing reuses the record (DESIGN principle 3).
  */
-#include "internal.h"
+#include "uring_setup.h"
+#include "explain.h"
+#include "op.h"
+#include "opdef.h"
 
 #include <errno.h>
-#include <liburing.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-_Static_assert(sizeof(struct io_uring_sqe) == 64, "weft assumes 64-byte SQEs");
-_Static_assert(sizeof(struct io_uring_cqe) == 16, "weft assumes 16-byte CQEs");
-_Static_assert(_Alignof(struct weft__op) >= 4, "two low bits of an op's address are free");
-
-#ifndef IORING_SETUP_DEFER_TASKRUN
-#define IORING_SETUP_DEFER_TASKRUN (1U << 13) /* Linux 6.1 */
-#endif
-
-/* Which of an op's SQEs a CQE answers: the low bits of user_data. */
-#define UD_OWN 0u
-#define UD_TIMEOUT 1u
-#define UD_CANCEL 2u
-#define UD_TAGS 3u
-/* user_data of a cancel by fd, whose answer nobody waits for. */
-#define UD_IGNORE ((uint64_t)0)
-/* Not counted in inflight: a wake from another loop's MSG_RING, and that SQE's failure. */
-#define UD_WAKE ((uint64_t)4)
-#define UD_MSG ((uint64_t)8)
-#define UD_SPECIAL ((uint64_t)16)
-
-/* The ops pending on one fd: a ring through op->fdlink, found from here. */
-struct fdslot {
-	int32_t fd; /* -1: empty */
-	struct weft__op *head;
-};
-
-struct uring {
-	struct io_uring ring;
-	uint32_t mode;	   /* enum weft_ring_mode it was set up in */
-	uint32_t flags;	   /* IORING_SETUP_* it was set up with */
-	uint64_t probe[2]; /* IORING_OP_* this kernel has, a bit each */
-	bool sqpoll;
-	bool defer;
-	/*
-	 * Set up IORING_SETUP_R_DISABLED: a SINGLE_ISSUER ring is bound to the
-	 * thread that enables it, so it is enabled by the first io_uring_enter,
-	 * on the thread that first runs the loop (which may not be the creator).
-	 */
-	bool disabled;
-	bool entered;		   /* the first io_uring_enter was made (by the running thread) */
-	bool reaping;		   /* completions are being dispatched: no SQE may be taken */
-	bool valgrind;		   /* mark kernel-filled memory defined */
-	int fatal;		   /* io_uring_enter was refused: every op fails with this */
-	struct weft__op *deferred; /* submitted while reaping, in order */
-	struct weft__op **deferred_tail;
-	/* Open addressing, linear probing; at most half full. */
-	struct fdslot *fds;
-	size_t fds_cap;
-	size_t fds_len;
-	uint64_t untracked; /* ops in flight on an fd the table could not hold */
-	/* Other threads wake the loop through this eventfd, polled while remote work is due. */
-	int wake_fd;
-	bool wake_armed;
-	struct weft__op wake_op;
-	/* IORING_OP_MSG_RING (5.18) works and WEFT_WAKE does not forbid it. */
-	bool msg_ring;
-};
-
-static inline struct uring *U(struct weft_loop *l)
-{
-	return l->be_data;
-}
-
-/* ---- set-up ------------------------------------------------------------- */
-
-/* Each mode's flags, best first; SUBMIT_ALL (5.18) is dropped on the way down. */
-static const struct {
-	uint32_t mode;
-	uint32_t flags;
-} modes[] = {
-	{ WEFT_RING_DEFER_TASKRUN, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-				       IORING_SETUP_SUBMIT_ALL | IORING_SETUP_R_DISABLED },
-	{ WEFT_RING_COOP_TASKRUN,
-	  IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL },
-	{ WEFT_RING_PLAIN, IORING_SETUP_SUBMIT_ALL },
-	{ WEFT_RING_PLAIN, 0 },
-};
-
-static int try_setup(struct weft_loop *l, struct uring *u, uint32_t flags)
-{
-	struct io_uring_params p;
-
-	memset(&p, 0, sizeof(p));
-	p.flags = flags | IORING_SETUP_CQSIZE;
-	p.cq_entries = l->cfg.cq_entries;
-	if (flags & IORING_SETUP_SQPOLL)
-		p.sq_thread_idle = l->cfg.sqpoll_idle_ms;
-
-	int rc = io_uring_queue_init_params(l->cfg.sq_entries, &u->ring, &p);
-
-	if (rc == 0 && !(p.features & IORING_FEAT_NODROP)) {
-		/* Before Linux 5.5 a full CQ drops completions: not safe for weft. */
-		io_uring_queue_exit(&u->ring);
-		return -ENOSYS;
-	}
-	if (rc == 0 && !(p.features & IORING_FEAT_EXT_ARG)) {
-		/* Before Linux 5.11 enter cannot take a timeout; weft needs it. */
-		io_uring_queue_exit(&u->ring);
-		return -ENOSYS;
-	}
-	if (rc == 0)
-		/* A forked child must not share (and corrupt) the parent's rings. */
-		(void)io_uring_ring_dontfork(&u->ring);
-	return rc;
-}
-
-/*
- * The ring in the requested mode, or, for WEFT_RING_AUTO, in the best mode
- * the kernel accepts (an older kernel answers -EINVAL to flags it does not
- * know). Any other error is the reason io_uring cannot be used here.
- */
-static int setup_ring(struct weft_loop *l, struct uring *u)
-{
-	int rc = -EINVAL;
-
-	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
-		uint32_t flags = modes[i].flags;
-
-		if (l->cfg.ring_mode != WEFT_RING_AUTO && l->cfg.ring_mode != modes[i].mode)
-			continue;
-		if (l->cfg.flags & WEFT_CONFIG_SQPOLL) {
-			/*
-			 * The SQ thread is the one submitter: no DEFER_TASKRUN,
-			 * and the kernel refuses COOP_TASKRUN beside SQPOLL.
-			 */
-			if (flags & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN))
-				continue;
-			flags |= IORING_SETUP_SQPOLL;
-		}
-		rc = try_setup(l, u, flags);
-		if (rc == 0) {
-			u->mode = modes[i].mode;
-			u->flags = flags;
-			return 0;
-		}
-		if (rc != -EINVAL)
-			return rc;
-	}
-	return rc;
-}
-
-/* Which opcodes this kernel has (Linux 5.6); without a probe, those up to SHUTDOWN (5.11). */
-static void probe_ops(struct weft_loop *l, struct uring *u)
-{
-	struct io_uring_probe *probe = io_uring_get_probe_ring(&u->ring);
-
-	if (probe) {
-		for (unsigned i = 0; i < probe->ops_len && i < 128; i++)
-			if (probe->ops[i].flags & IO_URING_OP_SUPPORTED)
-				u->probe[i / 64] |= (uint64_t)1 << (i % 64);
-		io_uring_free_probe(probe);
-	} else {
-		u->probe[0] = ((uint64_t)1 << IORING_OP_SHUTDOWN) * 2 - 1;
-	}
-	/*
-	 * WEFT_DISABLE_OPS=55,37 makes weft act as if the kernel lacked those
-	 * IORING_OP_* numbers (a work-around for a kernel bug in one opcode,
-	 * and how the fallbacks are tested).
-	 */
-	const char *off = getenv("WEFT_DISABLE_OPS");
-
-	while (off && *off) {
-		char *end;
-		unsigned long op = strtoul(off, &end, 10);
-
-		if (end == off)
-			break;
-		if (op < 128)
-			u->probe[op / 64] &= ~((uint64_t)1 << (op % 64));
-		off = *end == ',' ? end + 1 : end;
-	}
-	l->ops = 0;
-	for (unsigned c = 0; c < WEFT__OP_COUNT; c++) {
-		unsigned k = weft__opdefs[c].uring_op;
-
-		assert(c == WEFT__OP_NOP || k != IORING_OP_NOP);
-		if (u->probe[k / 64] >> (k % 64) & 1)
-			l->ops |= (uint64_t)1 << c;
-	}
-}
-
-static void wake_done(struct weft__op *op, int res, uint32_t flags);
-
-static int uring_setup(struct weft_loop *l)
-{
-	struct uring *u = calloc(1, sizeof(*u));
-	int rc;
-
-	if (!u)
-		return -ENOMEM;
-	u->deferred_tail = &u->deferred;
-	u->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (u->wake_fd < 0) {
-		rc = -errno;
-		free(u);
-		return rc;
-	}
-	rc = setup_ring(l, u);
-	if (rc < 0) {
-		weft__loop_note_failure("io_uring_setup", rc);
-		goto fail;
-	}
-	u->sqpoll = u->flags & IORING_SETUP_SQPOLL;
-	u->disabled = u->flags & IORING_SETUP_R_DISABLED;
-	u->defer = u->flags & IORING_SETUP_DEFER_TASKRUN;
-	probe_ops(l, u);
-	{
-		const char *w = getenv("WEFT_WAKE");
-
-		u->msg_ring = (u->probe[IORING_OP_MSG_RING / 64] >> (IORING_OP_MSG_RING % 64)) & 1;
-		if (w && !strcmp(w, "eventfd"))
-			u->msg_ring = false;
-	}
-	if (l->cfg.iowq_bounded || l->cfg.iowq_unbounded) {
-		unsigned vals[2] = { l->cfg.iowq_bounded, l->cfg.iowq_unbounded };
-
-		rc = io_uring_register_iowq_max_workers(&u->ring, vals);
-		if (rc < 0) {
-			io_uring_queue_exit(&u->ring);
-			goto fail; /* -EINVAL before 5.15: the caps cannot be kept */
-		}
-	}
-#if WEFT_HAVE_VALGRIND_H
-	u->valgrind = RUNNING_ON_VALGRIND;
-#endif
-	u->wake_op = (struct weft__op){ .code = WEFT__OP_POLL,
-					.fd = u->wake_fd,
-					.op_flags = POLLIN,
-					.deadline = WEFT_FOREVER,
-					.complete = wake_done };
-	l->be_data = u;
-	return 0;
-fail:
-	close(u->wake_fd);
-	free(u);
-	return rc;
-}
-
-static void uring_teardown(struct weft_loop *l)
-{
-	struct uring *u = U(l);
-
-	io_uring_queue_exit(&u->ring);
-	close(u->wake_fd);
-	free(u->fds);
-	free(u);
-	l->be_data = NULL;
-}
-
-/* ---- the ops pending on each fd ------------------------------------------- */
-
-static inline size_t fd_home(int fd, size_t cap)
-{
-	return ((uint32_t)fd * 2654435761u) & (cap - 1);
-}
-
-static size_t fd_find(const struct uring *u, int fd)
-{
-	for (size_t i = fd_home(fd, u->fds_cap);; i = (i + 1) & (u->fds_cap - 1)) {
-		if (u->fds[i].fd == fd)
-			return i;
-		if (u->fds[i].fd < 0)
-			return SIZE_MAX;
-	}
-}
-
-static bool fd_grow(struct uring *u)
-{
-	size_t cap = u->fds_cap ? u->fds_cap * 2 : 64;
-	struct fdslot *v = malloc(cap * sizeof(*v));
-
-	if (!v)
-		return false;
-	for (size_t i = 0; i < cap; i++)
-		v[i] = (struct fdslot){ .fd = -1 };
-	for (size_t i = 0; i < u->fds_cap; i++) {
-		if (u->fds[i].fd < 0)
-			continue;
-
-		size_t j = fd_home(u->fds[i].fd, cap);
-
-		while (v[j].fd >= 0)
-			j = (j + 1) & (cap - 1);
-		v[j] = u->fds[i];
-	}
-	free(u->fds);
-	u->fds = v;
-	u->fds_cap = cap;
-	return true;
-}
-
-/* Remove slot @i, shifting back the entries after it that probed past it. */
-static void fd_slot_delete(struct uring *u, size_t i)
-{
-	size_t mask = u->fds_cap - 1;
-
-	for (size_t j = (i + 1) & mask; u->fds[j].fd >= 0; j = (j + 1) & mask) {
-		size_t home = fd_home(u->fds[j].fd, u->fds_cap);
-
-		/* The entry at j may move to i unless its home lies in (i, j]. */
-		if (((j - home) & mask) >= ((j - i) & mask)) {
-			u->fds[i] = u->fds[j];
-			i = j;
-		}
-	}
-	u->fds[i] = (struct fdslot){ .fd = -1 };
-	u->fds_len--;
-}
-
-/*
- * Note @op as pending on its fd, so that weft_close finds it. Bounded by the
- * fds that have an op in flight; if the table cannot grow, the op is only
- * counted, and a close then cancels by fd (a walk of the ring's requests).
- */
-static void fd_track(struct uring *u, struct weft__op *op)
-{
-	if ((u->fds_len + 1) * 2 > u->fds_cap && !fd_grow(u)) {
-		op->oflags |= WEFT__OPF_FD_UNTRACKED;
-		u->untracked++;
-		return;
-	}
-
-	size_t i = fd_home(op->fd, u->fds_cap);
-
-	while (u->fds[i].fd >= 0 && u->fds[i].fd != op->fd)
-		i = (i + 1) & (u->fds_cap - 1);
-	if (u->fds[i].fd == op->fd) {
-		weft__list_add_before(&u->fds[i].head->fdlink, &op->fdlink);
-		op->oflags |= WEFT__OPF_FD_TRACKED;
-		return;
-	}
-	u->fds[i] = (struct fdslot){ .fd = op->fd, .head = op };
-	u->fds_len++;
-	weft__list_init(&op->fdlink);
-	op->oflags |= WEFT__OPF_FD_TRACKED | WEFT__OPF_FD_HEAD;
-}
-
-static void fd_untrack(struct uring *u, struct weft__op *op)
-{
-	if (op->oflags & WEFT__OPF_FD_UNTRACKED) {
-		op->oflags &= (uint16_t)~WEFT__OPF_FD_UNTRACKED;
-		u->untracked--;
-		return;
-	}
-	if (!(op->oflags & WEFT__OPF_FD_TRACKED))
-		return;
-	if (op->oflags & WEFT__OPF_FD_HEAD) {
-		size_t i = fd_find(u, op->fd);
-
-		assert(i != SIZE_MAX && u->fds[i].head == op);
-		if (weft__list_empty(&op->fdlink)) {
-			fd_slot_delete(u, i);
-		} else {
-			struct weft__op *next =
-			    weft__container_of(op->fdlink.next, struct weft__op, fdlink);
-
-			u->fds[i].head = next;
-			next->oflags |= WEFT__OPF_FD_HEAD;
-		}
-	}
-	weft__list_del(&op->fdlink);
-	op->oflags &= (uint16_t) ~(WEFT__OPF_FD_TRACKED | WEFT__OPF_FD_HEAD);
-}
 
 /* ---- the submission queue ------------------------------------------------- */
 
@@ -492,7 +128,7 @@ static void set_fatal(struct weft_loop *l, int rc)
 {
 	if (!U(l)->fatal) {
 		U(l)->fatal = rc;
-		weft__loop_note_failure("io_uring_enter", rc);
+		weft__explain_note("io_uring_enter", rc);
 	}
 }
 
@@ -564,20 +200,15 @@ static void prep(struct weft_loop *l, struct uring *u, struct weft__op *op)
 		return;
 	}
 
-	struct io_uring_sqe *sqe = sqe_put(l, u, weft__opdefs[op->code].uring_op, op->fd, op->addr,
-					   op->len, op->off, op->op_flags, ud | UD_OWN);
+	const struct weft__opdef *def = weft__opdef(op->code);
+	struct io_uring_sqe *sqe = sqe_put(l, u, def->uring_op, op->fd, op->addr, op->len, op->off,
+					   op->op_flags, ud | UD_OWN);
 
 	op->due = 1;
-	if (op->code == WEFT__OP_TIMEOUT) {
-		/* op->off is the absolute deadline; the kernel reads a timespec. */
-		ts_from_ns(op->ts, (int64_t)op->off);
-		sqe->addr = (uint64_t)(uintptr_t)op->ts;
-		sqe->len = 1;
-		sqe->off = 0;
-		sqe->timeout_flags = IORING_TIMEOUT_ABS;
-	}
+	if (def->uring_prep)
+		def->uring_prep(sqe, op);
 	if (op->oflags & WEFT__OPF_HAS_FD)
-		fd_track(u, op);
+		weft__fdtable_track(&u->fds, op);
 	if (linked) {
 		ts_from_ns(op->ts, op->deadline);
 		sqe->flags |= IOSQE_IO_LINK;
@@ -604,16 +235,16 @@ submit_slow(struct weft_loop *l, struct uring *u, struct weft__op *op)
 static void uring_submit(struct weft_loop *l, struct weft__op *op)
 {
 	struct uring *u = U(l);
+	const struct weft__opdef *def = weft__opdef(op->code);
 
 	if (WEFT__UNLIKELY(u->reaping | (u->fatal != 0) | (op->deadline != WEFT_FOREVER) |
-			   ((op->oflags & WEFT__OPF_HAS_FD) != 0) |
-			   (op->code == WEFT__OP_TIMEOUT)) ||
+			   ((op->oflags & WEFT__OPF_HAS_FD) != 0) | (def->uring_prep != NULL)) ||
 	    WEFT__UNLIKELY(sq_space(u) == 0)) {
 		submit_slow(l, u, op);
 		return;
 	}
-	sqe_put(l, u, weft__opdefs[op->code].uring_op, op->fd, op->addr, op->len, op->off,
-		op->op_flags, (uint64_t)(uintptr_t)op | UD_OWN);
+	sqe_put(l, u, def->uring_op, op->fd, op->addr, op->len, op->off, op->op_flags,
+		(uint64_t)(uintptr_t)op | UD_OWN);
 	op->due = 1;
 }
 
@@ -652,11 +283,10 @@ static void uring_cancel_fd(struct weft_loop *l, int fd)
 	 * ops off this fd's ring. Usually one or two ops wait on an fd.
 	 */
 	for (;;) {
-		size_t i = u->fds_len ? fd_find(u, fd) : SIZE_MAX;
+		struct weft__op *head = weft__fdtable_head(&u->fds, fd);
 		struct weft__op *todo = NULL;
 
-		if (i != SIZE_MAX) {
-			struct weft__op *head = u->fds[i].head;
+		if (head) {
 			struct weft__list *n = &head->fdlink;
 
 			do {
@@ -672,7 +302,7 @@ static void uring_cancel_fd(struct weft_loop *l, int fd)
 			break;
 		uring_cancel(l, todo); /* marks it CANCEL_SENT, even when the kernel is gone */
 	}
-	if (u->untracked && reserve(l, 1)) {
+	if (u->fds.untracked && reserve(l, 1)) {
 		/* Linux 5.19; an older kernel answers -EINVAL and nothing is lost. */
 		sqe_put(l, u, IORING_OP_ASYNC_CANCEL, fd, 0, 0, 0,
 			IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL, UD_IGNORE);
@@ -713,7 +343,7 @@ static inline void dispatch(struct weft_loop *l, struct uring *u, uint64_t ud, i
 		op->kres = res;
 		op->kflags = flags;
 		if (op->oflags & (WEFT__OPF_FD_TRACKED | WEFT__OPF_FD_UNTRACKED))
-			fd_untrack(u, op);
+			weft__fdtable_untrack(&u->fds, op);
 		break;
 	case UD_TIMEOUT:
 		if (res == -ETIME)
@@ -815,25 +445,6 @@ static void submit_deferred(struct weft_loop *l, struct uring *u)
 
 /* ---- waking from other threads --------------------------------------------- */
 
-/* The wake eventfd became readable: reset it; the loop then takes its inbox. */
-static void wake_done(struct weft__op *op, int res, uint32_t flags)
-{
-	struct uring *u = weft__container_of(op, struct uring, wake_op);
-	uint64_t count;
-
-	(void)res;
-	(void)flags;
-	op->state = WEFT__OP_DONE;
-	u->wake_armed = false;
-	/*
-	 * A read(2) of the counter, not an IORING_OP_READ of the eventfd:
-	 * Linux 6.15.4 broke eventfd reads through io_uring (ghostty PR#7731),
-	 * polls were not affected.
-	 */
-	if (read(u->wake_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
-		WEFT__BUG(NULL, "read of the wake eventfd failed");
-}
-
 /*
  * Wake @to from this thread's loop @l through @l's own ring: an
  * IORING_OP_MSG_RING posts a CQE (UD_WAKE) to @to's ring, which ends its
@@ -889,50 +500,41 @@ static void uring_wake(struct weft_loop *to)
 
 /* ---- the tick ----------------------------------------------------------------- */
 
-static int uring_tick(struct weft_loop *l, bool wait, int64_t deadline)
+/*
+ * Arm the poll of the wake eventfd while other threads owe the loop work, in
+ * a pool, or once a weft_loop_post has reached it (posts may come at any
+ * time since).
+ */
+static void arm_wake(struct weft_loop *l, struct uring *u)
 {
-	struct uring *u = U(l);
-	struct io_uring *r = &u->ring;
+	if (!(l->owed || l->pool || atomic_load_explicit(&l->posts_seen, memory_order_relaxed)) ||
+	    u->wake_armed || u->fatal || !reserve(l, 1))
+		return;
 
-	if (WEFT__UNLIKELY(u->deferred != NULL) && !u->fatal)
-		submit_deferred(l, u);
+	struct weft__op *op = &u->wake_op;
+
+	op->state = WEFT__OP_ARMED;
+	op->oflags = 0;
+	u->wake_armed = true;
+	prep(l, u, op);
 	/*
-	 * Armed while other threads owe the loop work, in a pool, or once a
-	 * weft_loop_post has reached it (posts may come at any time since).
+	 * The wake poll does not keep the loop alive: it may stay armed after
+	 * the last remote work came back some other way (taken from the inbox
+	 * before the poll's CQE), with nobody left to write.
 	 */
-	if ((l->remote_expected || l->pool ||
-	     atomic_load_explicit(&l->posts_seen, memory_order_relaxed)) &&
-	    !u->wake_armed && !u->fatal && reserve(l, 1)) {
-		struct weft__op *op = &u->wake_op;
+	l->inflight--;
+}
 
-		op->state = WEFT__OP_ARMED;
-		op->oflags = 0;
-		u->wake_armed = true;
-		prep(l, u, op);
-		/*
-		 * The wake poll does not keep the loop alive: it may stay armed
-		 * after the last remote work came back some other way (taken from
-		 * the inbox before the poll's CQE), with nobody left to write.
-		 */
-		l->inflight--;
-	}
-	if (WEFT__UNLIKELY(u->fatal))
-		return fail_all(l, u);
-
-	unsigned submit = flush_sq(r);
-	bool overflow = cq_overflowing(r);
-	unsigned wait_nr = wait ? 1 : 0;
-	struct __kernel_timespec ts;
-	struct io_uring_getevents_arg arg;
-	unsigned flags = IORING_ENTER_GETEVENTS;
-	void *argp = NULL;
-	size_t argsz = 0;
-
-	if (overflow)
-		l->stats.cq_overflow++;
-	if (io_uring_cq_ready(r) > 0)
-		wait_nr = 0; /* completions are already here: take them now */
-	if (WEFT__UNLIKELY(u->valgrind) && l->remote_expected) {
+/*
+ * How long io_uring_enter may wait: *@wait_nr 0 if not at all, else the
+ * timeout until @deadline in @arg/@ts. Return: the IORING_ENTER_* flags.
+ */
+static unsigned wait_args(struct weft_loop *l, struct uring *u, int64_t deadline, unsigned *wait_nr,
+			  struct io_uring_getevents_arg *arg, struct __kernel_timespec *ts)
+{
+	if (io_uring_cq_ready(&u->ring) > 0)
+		*wait_nr = 0; /* completions are already here: take them now */
+	if (WEFT__UNLIKELY(u->valgrind) && l->owed) {
 		/*
 		 * valgrind runs one thread at a time and does not know that a
 		 * thread in io_uring_enter is blocked (liburing#657): a worker
@@ -944,21 +546,42 @@ static int uring_tick(struct weft_loop *l, bool wait, int64_t deadline)
 		if (deadline == WEFT_FOREVER || deadline > slice)
 			deadline = slice;
 	}
-	if (wait_nr && deadline != WEFT_FOREVER) {
-		int64_t left = deadline - weft__clock_now();
+	if (!*wait_nr || deadline == WEFT_FOREVER)
+		return IORING_ENTER_GETEVENTS;
 
-		if (left <= 0) {
-			wait_nr = 0;
-		} else {
-			ts.tv_sec = left / WEFT_SEC;
-			ts.tv_nsec = left % WEFT_SEC;
-			memset(&arg, 0, sizeof(arg));
-			arg.ts = (uint64_t)(uintptr_t)&ts;
-			argp = &arg;
-			argsz = sizeof(arg);
-			flags |= IORING_ENTER_EXT_ARG;
-		}
+	int64_t left = deadline - weft__clock_now();
+
+	if (left <= 0) {
+		*wait_nr = 0;
+		return IORING_ENTER_GETEVENTS;
 	}
+	ts->tv_sec = left / WEFT_SEC;
+	ts->tv_nsec = left % WEFT_SEC;
+	memset(arg, 0, sizeof(*arg));
+	arg->ts = (uint64_t)(uintptr_t)ts;
+	return IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+}
+
+static int uring_tick(struct weft_loop *l, bool wait, int64_t deadline)
+{
+	struct uring *u = U(l);
+	struct io_uring *r = &u->ring;
+
+	if (WEFT__UNLIKELY(u->deferred != NULL) && !u->fatal)
+		submit_deferred(l, u);
+	arm_wake(l, u);
+	if (WEFT__UNLIKELY(u->fatal))
+		return fail_all(l, u);
+
+	unsigned submit = flush_sq(r);
+	bool overflow = cq_overflowing(r);
+	unsigned wait_nr = wait ? 1 : 0;
+	struct __kernel_timespec ts;
+	struct io_uring_getevents_arg arg;
+	unsigned flags = wait_args(l, u, deadline, &wait_nr, &arg, &ts);
+
+	if (overflow)
+		l->stats.cq_overflow++;
 	/* Without DEFER_TASKRUN, finished work is in the CQ without a call. */
 	bool need = submit > 0 || overflow || wait_nr > 0 || (u->defer && l->inflight > 0);
 
@@ -971,7 +594,9 @@ static int uring_tick(struct weft_loop *l, bool wait, int64_t deadline)
 		need = wake || overflow || wait_nr > 0;
 	}
 	if (need) {
-		int rc = enter(l, submit, wait_nr, flags, argp, argsz);
+		int rc =
+		    enter(l, submit, wait_nr, flags, (flags & IORING_ENTER_EXT_ARG) ? &arg : NULL,
+			  (flags & IORING_ENTER_EXT_ARG) ? sizeof(arg) : 0);
 
 		if (!transient(rc)) {
 			set_fatal(l, rc);
@@ -1004,8 +629,8 @@ static void uring_stats(struct weft_loop *l, weft_stats *out)
 
 const struct weft__backend weft__backend_uring = {
 	.name = "io_uring",
-	.setup = uring_setup,
-	.teardown = uring_teardown,
+	.setup = weft__uring_setup,
+	.teardown = weft__uring_teardown,
 	.submit = uring_submit,
 	.cancel = uring_cancel,
 	.cancel_fd = uring_cancel_fd,

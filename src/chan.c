@@ -17,20 +17,16 @@
  * completed first: then the element went through, and it waits for the
  * wake that is on its way before its record (on its stack) goes.
  */
-#include "internal.h"
+#include "wait.h"
+#include "fiber.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A waiter of a shared channel. */
-struct xwaiter {
-	struct weft__waiter w;	    /* done and res are under the channel's lock */
-	bool woken;		    /* on the waiter's loop: the completer's wake arrived */
-	struct weft__remote remote; /* the wake, posted to the waiter's loop */
-	struct xwaiter *next_wake;  /* the completer's list, under the lock */
-};
+/* A shared channel's scope once loops of more than one pool, or threads, used it. */
+static const char mixed_scope;
+#define MIXED ((const void *)&mixed_scope)
 
 struct weft_chan {
 	size_t cap;
@@ -39,10 +35,11 @@ struct weft_chan {
 	size_t len;
 	bool closed;
 	bool shared;
-	const void *_Atomic home;     /* a plain channel's thread (weft__bind_thread) */
-	pthread_mutex_t mu;	      /* a shared channel's lock */
-	struct xwaiter *wakes;	      /* shared: completed under the lock, to wake after it */
-	struct weft__waitq senders;   /* waiter.elem: the element to send */
+	const void *_Atomic home;   /* a plain channel's thread (weft__bind_thread) */
+	const void *_Atomic scope;  /* a shared channel's users: one pool, one loop, or MIXED */
+	pthread_mutex_t mu;	    /* a shared channel's lock */
+	struct weft__list wakes;    /* shared: waiters completed under the lock, to deliver after */
+	struct weft__waitq senders; /* waiter.elem: the element to send */
 	struct weft__waitq receivers; /* waiter.elem: where to put one */
 	unsigned char buf[];
 };
@@ -61,6 +58,7 @@ static int chan_new(weft_chan **out, size_t capacity, size_t elem_size, bool sha
 	ch->shared = shared;
 	if (shared)
 		pthread_mutex_init(&ch->mu, NULL);
+	weft__list_init(&ch->wakes);
 	*out = ch;
 	return 0;
 }
@@ -84,16 +82,11 @@ static void *slot(struct weft_chan *ch, size_t i)
 static void complete(struct weft_chan *ch, struct weft__waiter *w, int res)
 {
 	if (!ch->shared) {
-		weft__waitq_complete(w, res);
+		weft__waiter_wake(w, res);
 		return;
 	}
-
-	struct xwaiter *x = weft__container_of(w, struct xwaiter, w);
-
-	w->res = res;
-	w->done = true;
-	x->next_wake = ch->wakes;
-	ch->wakes = x;
+	weft__waiter_decide(w, res);
+	weft__list_add_before(&ch->wakes, &w->link); /* off its queue: the link is free */
 }
 
 /* Send without parking. Return: 0, -EPIPE, or -EAGAIN when it would park. */
@@ -148,79 +141,78 @@ static int recv_now(struct weft_chan *ch, void *elem)
 
 /* ---- shared channels: the lock, and waking after it ---------------------------- */
 
-static void xwaiter_woken(struct weft_loop *l, struct weft__remote *r)
-{
-	struct xwaiter *x = weft__container_of(r, struct xwaiter, remote);
-
-	(void)l;
-	x->woken = true;
-	weft__fiber_wake(x->w.fiber, 0);
-}
-
-/* Drop the lock, then wake what it completed: here directly, elsewhere by a post. */
+/* Drop the lock, then deliver what it completed: here directly, elsewhere by a post. */
 static void unlock_and_wake(struct weft_chan *ch)
 {
-	struct xwaiter *x = ch->wakes;
-	struct weft_loop *l = weft__tls_loop;
+	struct weft__list mine;
 
-	ch->wakes = NULL;
+	weft__list_init(&mine);
+	if (!weft__list_empty(&ch->wakes)) {
+		mine.next = ch->wakes.next;
+		mine.prev = ch->wakes.prev;
+		mine.next->prev = &mine;
+		mine.prev->next = &mine;
+		weft__list_init(&ch->wakes);
+	}
 	pthread_mutex_unlock(&ch->mu);
-	while (x) {
-		struct xwaiter *next = x->next_wake; /* x may go once woken */
-		struct weft_loop *to = x->w.fiber->loop;
+	while (!weft__list_empty(&mine)) {
+		struct weft__list *n = mine.next;
 
-		if (to == l) {
-			x->woken = true;
-			weft__fiber_wake(x->w.fiber, 0);
-		} else {
-			x->remote.run = xwaiter_woken;
-			weft__loop_post_remote(to, &x->remote);
-		}
-		x = next;
+		weft__list_del(n); /* before the delivery: the waiter may go once woken */
+		weft__waiter_deliver(weft__container_of(n, struct weft__waiter, link));
 	}
 }
 
 /*
- * Park on @q of the shared @ch (its lock held, released here) until a
- * completer wakes us, or the deadline or a cancel ends the wait first.
+ * Whether every user of the shared @ch so far is the caller's loop, or a
+ * loop of the caller's pool: then a wait on it can be answered only by a
+ * fiber of this loop (or pool), and it does not keep the loop from seeing
+ * that it is stuck. Any other user (another loop, a thread outside weft)
+ * makes it MIXED for good: its waits are owed from outside.
  */
-static int shared_wait(struct weft_chan *ch, struct weft__waitq *q, struct xwaiter *x)
+static bool scope_ours(struct weft_chan *ch)
 {
 	struct weft_loop *l = weft__tls_loop;
-	struct weft_fiber *self = l->cur;
-	int rc = 0;
+	const void *me = l && l->pool ? (const void *)l->pool : l ? (const void *)l : MIXED;
+	const void *s = atomic_load_explicit(&ch->scope, memory_order_relaxed);
 
-	x->w.fiber = self;
-	x->w.done = false;
-	x->w.res = 0;
-	x->woken = false;
-	if (!q->head.next)
-		weft__list_init(&q->head);
-	weft__list_add_before(&q->head, &x->w.link);
+	if (s == me && me != MIXED)
+		return true;
+	if (!s && me != MIXED &&
+	    atomic_compare_exchange_strong_explicit(&ch->scope, &s, me, memory_order_relaxed,
+						    memory_order_relaxed))
+		return true;
+	if (s != MIXED)
+		atomic_store_explicit(&ch->scope, MIXED, memory_order_relaxed);
+	return false;
+}
+
+/* A shared channel's waiter whose wait ended early: off the queue, unless completed first. */
+static bool shared_withdraw(struct weft__waiter *w)
+{
+	struct weft_chan *ch = w->ctx;
+	bool done;
+
+	pthread_mutex_lock(&ch->mu);
+	done = w->done;
+	if (!done)
+		weft__list_del(&w->link);
+	pthread_mutex_unlock(&ch->mu);
+	return !done; /* completed: its element went through, and its wake is on the way */
+}
+
+/* Park on @q of the shared @ch (its lock held, released here). */
+static int shared_wait(struct weft_chan *ch, struct weft__waitq *q, void *elem, bool ours)
+{
+	struct weft__waiter w;
+
+	weft__waiter_init(&w, WEFT__WAIT_EARLY | (ours ? 0 : WEFT__WAIT_OWED));
+	w.elem = elem;
+	w.ctx = ch;
+	w.withdraw = shared_withdraw;
+	weft__waitq_push(q, &w);
 	unlock_and_wake(ch);
-	l->remote_expected++; /* the wake may come from another thread */
-	while (!x->woken) {
-		if (rc == 0) {
-			rc = weft__fiber_park(l, self, &weft__wait_event, self->deadline);
-			continue;
-		}
-		/* The wait ended early: off the queue, unless completed first. */
-		pthread_mutex_lock(&ch->mu);
-
-		bool done = x->w.done;
-
-		if (!done)
-			weft__list_del(&x->w.link);
-		pthread_mutex_unlock(&ch->mu);
-		if (!done) {
-			l->remote_expected--;
-			return rc;
-		}
-		while (!x->woken) /* its wake is on the way: the record must outlive it */
-			weft__fiber_park(l, self, &weft__wait_handoff, WEFT_FOREVER);
-	}
-	l->remote_expected--;
-	return x->w.res;
+	return weft__waiter_wait(&w);
 }
 
 /* ---- the calls ------------------------------------------------------------------ */
@@ -243,11 +235,14 @@ static inline int transfer(struct weft_chan *ch, void *elem, bool send, bool par
 
 	if (!ch || !elem)
 		return -EINVAL;
-	if (park && (rc = weft__op_check(&self)) < 0)
+	if (park && (rc = weft__fiber_check(&self)) < 0)
 		return rc;
 	if (!ch->shared && (rc = plain_check(ch)) < 0)
 		return rc;
 	q = send ? &ch->senders : &ch->receivers;
+
+	bool ours = ch->shared && scope_ours(ch);
+
 	if (ch->shared)
 		pthread_mutex_lock(&ch->mu);
 	rc = send ? send_now(ch, elem) : recv_now(ch, elem);
@@ -256,15 +251,14 @@ static inline int transfer(struct weft_chan *ch, void *elem, bool send, bool par
 			unlock_and_wake(ch);
 		return rc;
 	}
-	if (ch->shared) {
-		struct xwaiter x = { .w.elem = elem };
+	if (ch->shared)
+		return shared_wait(ch, q, elem, ours); /* drops the lock */
 
-		return shared_wait(ch, q, &x); /* drops the lock */
-	}
+	struct weft__waiter w;
 
-	struct weft__waiter w = { .elem = elem };
-
-	return weft__waitq_wait(q, &w, false);
+	weft__waiter_init(&w, WEFT__WAIT_EARLY);
+	w.elem = elem;
+	return weft__waitq_wait(q, &w);
 }
 
 int weft_chan_send(weft_chan *ch, const void *elem)
@@ -310,10 +304,12 @@ void weft_chan_close(weft_chan *ch)
 
 	if (!ch)
 		return;
-	if (ch->shared)
+	if (ch->shared) {
+		(void)scope_ours(ch);
 		pthread_mutex_lock(&ch->mu);
-	else if (plain_check(ch) < 0)
+	} else if (plain_check(ch) < 0) {
 		return; /* another thread's channel: not ours to close */
+	}
 	if (!ch->closed) {
 		ch->closed = true;
 		while ((w = weft__waitq_pop(&ch->senders)))

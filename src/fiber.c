@@ -1,22 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fiber lifecycle: spawn, the switch, park and wake, join, cancel, yield.
- * A parked fiber waits on a wait record and is resumed by exactly one wake.
- * What it waits for is the wait record's business: weft_cancel calls the
- * record's cancel hook, which either wakes the fiber or asks whatever it
- * waits on to end early (an op parked in the kernel keeps its fiber parked
- * until the backend reports it over, so the stack outlives the kernel's use
- * of it). This file knows nothing of operations, timers' clients or groups;
- * it calls only the timer heap and the stack pool.
+ * Fiber lifecycle: spawn, the switch, park and wake, the deadlines of
+ * parked fibers, exit, release. A parked fiber waits on a wait record and
+ * is resumed by exactly one wake. What it waits for is the wait record's
+ * business: weft_cancel calls the record's cancel hook, which either wakes
+ * the fiber or asks whatever it waits on to end early (an op parked in the
+ * kernel keeps its fiber parked until the backend reports it over, so the
+ * stack outlives the kernel's use of it). This file knows nothing of
+ * operations, pools, timers' clients or groups; it calls only the timer
+ * heap and the stack pool, and a joiner only through its wait record's
+ * wake hook.
  */
-#include "internal.h"
+#include "fiber.h"
+#include "stack.h"
 
-#include <errno.h>
-#include <stdlib.h>
 #include <string.h>
-
-__thread struct weft_loop *weft__tls_loop __attribute__((tls_model("initial-exec")));
-__thread char weft__thread_tag __attribute__((tls_model("initial-exec")));
 
 static void wake_cancelled(struct weft_fiber *f, struct weft__wait *w)
 {
@@ -131,7 +129,6 @@ void weft__fiber_schedule(struct weft_loop *l, struct weft_fiber *self)
 	jump(l, self, next);
 }
 
-/* The scheduler's half: run the fibers that are ready now, as one round. */
 void weft__fiber_run_round(struct weft_loop *l)
 {
 	if (!l->runq_head)
@@ -142,25 +139,33 @@ void weft__fiber_run_round(struct weft_loop *l)
 
 static void fiber_exit(struct weft_loop *l, struct weft_fiber *f, int result)
 {
+	/*
+	 * An overflow of an unguarded stack reaches the stack below, where a
+	 * joiner's wait record may lie: catch it before that record is used.
+	 */
+	if (!f->guarded)
+		weft__stack_check(&l->stacks, f);
 	f->result = result;
 	f->state = WEFT__FIBER_DONE;
 	l->live--;
 	l->stats.fibers = l->live;
 	weft__list_del(&f->all);
-	if (f->joiner)
-		weft__fiber_wake(f->joiner, 0);
-	if (!f->detached && l->pool) {
-		/* A joiner on another loop of the pool reads the result once xdone is set. */
-		atomic_store_explicit(&f->xdone, true, memory_order_seq_cst);
+	if (!f->detached) {
+		/*
+		 * Its joiner, on this loop or another of the pool, reads the
+		 * result once exited is set; if it waits, its wait is taken here
+		 * and completed (remote.c has the whole protocol).
+		 */
+		atomic_store_explicit(&f->exited, true, memory_order_seq_cst);
 
-		struct weft_fiber *w =
-		    atomic_exchange_explicit(&f->xwaiter, NULL, memory_order_seq_cst);
+		struct weft__waiter *w =
+		    atomic_exchange_explicit(&f->joiner, NULL, memory_order_seq_cst);
 
 		if (w)
-			weft__loop_post_remote(w->loop, &f->xremote);
-	}
-	if (f->detached)
+			w->wake(w, 0);
+	} else {
 		l->zombie = f; /* freed by the next context, off this stack */
+	}
 	weft__fiber_schedule(l, f);
 	WEFT__BUG(f, "a fiber that returned was resumed");
 }
@@ -172,6 +177,35 @@ static void fiber_entry(void *arg)
 
 	after_switch(l, NULL);
 	fiber_exit(l, f, f->fn(f->arg));
+}
+
+/* A fresh control block for @fn(@arg), ready to run; its stack holds @blk if any. */
+static void fiber_init(struct weft_loop *l, struct weft_fiber *f, weft_fn fn, void *arg, char *top,
+		       bool detached)
+{
+#ifdef WEFT_TSAN
+	f->tsan_fiber = weft__tsan_create(); /* TSan counts these as threads: one per live fiber */
+#endif
+	f->loop = l;
+	f->fn = fn;
+	f->arg = arg;
+	f->id = ++l->next_id;
+	f->detached = detached;
+	f->deadline = WEFT_FOREVER;
+	if (!detached) {
+		atomic_store_explicit(&f->claim, NULL, memory_order_relaxed);
+		atomic_store_explicit(&f->exited, false, memory_order_relaxed);
+		atomic_store_explicit(&f->joiner, NULL, memory_order_relaxed);
+	}
+	weft__ctx_make(&f->ctx, f->stack_lo + 16, top, fiber_entry, f);
+	weft__list_add_before(&l->all, &f->all);
+	l->live++;
+	l->stats.fibers = l->live;
+	l->stats.spawned++;
+	if (l->live > l->stats.fibers_peak)
+		l->stats.fibers_peak = l->live;
+	f->state = WEFT__FIBER_READY;
+	weft__runq_push(l, f);
 }
 
 int weft__fiber_spawn_blk(struct weft_loop *l, weft_fn fn, const void *blk, size_t blk_len,
@@ -201,32 +235,7 @@ int weft__fiber_spawn_blk(struct weft_loop *l, weft_fn fn, const void *blk, size
 		if (blk_out)
 			*blk_out = top;
 	}
-#ifdef WEFT_TSAN
-	f->tsan_fiber = weft__tsan_create(); /* TSan counts these as threads: one per live fiber */
-#endif
-	f->loop = l;
-	f->fn = fn;
-	f->arg = arg;
-	f->id = ++l->next_id;
-	f->detached = detached;
-	f->deadline = WEFT_FOREVER;
-	if (!detached) {
-		f->xwoken = false;
-		atomic_store_explicit(&f->xdone, false, memory_order_relaxed);
-		atomic_store_explicit(&f->xjoiner, NULL, memory_order_relaxed);
-		atomic_store_explicit(&f->xwaiter, NULL, memory_order_relaxed);
-	}
-	weft__ctx_make(&f->ctx, f->stack_lo + 16, top, fiber_entry, f);
-
-	weft__list_add_before(&l->all, &f->all);
-	l->live++;
-	l->stats.fibers = l->live;
-	l->stats.spawned++;
-	if (l->live > l->stats.fibers_peak)
-		l->stats.fibers_peak = l->live;
-
-	f->state = WEFT__FIBER_READY;
-	weft__runq_push(l, f);
+	fiber_init(l, f, fn, arg, top, detached);
 	if (out)
 		*out = f;
 	return 0;
@@ -238,260 +247,6 @@ int weft__fiber_spawn(struct weft_loop *l, weft_fn fn, void *arg, bool detached,
 	return weft__fiber_spawn_blk(l, fn, arg, 0, detached, out, NULL);
 }
 
-/* ---- across the loops of a pool ---------------------------------------------------- */
-
-/*
- * A fiber belongs to its loop: only that loop's thread touches its state.
- * Another loop of the same pool reaches it by posting a request there:
- *   - spawn (joinable): the request is spawned there and the handle sent
- *     back; the spawner waits for it (one round trip);
- *   - cancel: the request carries the fiber's id, so a cancel that arrives
- *     after the fiber was joined and its block reused does nothing;
- *   - join: the joiner claims the fiber (xjoiner), reads the result once
- *     xdone is set, and posts the fiber back home to be freed. Until then
- *     it parks with xwaiter set; the fiber's exit takes xwaiter and posts
- *     xremote to the joiner's loop to wake it. A joiner whose wait ends
- *     early (deadline, cancel) takes xwaiter back; if the exit took it
- *     first, the wake is on its way and the joiner waits for it, so that
- *     xremote never reaches a fiber that has moved on.
- */
-
-/* Whether @a and @b are loops of one pool (either may be NULL). */
-static bool same_pool(const struct weft_loop *a, const struct weft_loop *b)
-{
-	return a && b && a->pool && a->pool == b->pool;
-}
-
-struct xspawn {
-	struct weft__remote req, reply;
-	weft_fn fn;
-	void *arg;
-	struct weft_fiber *fiber; /* the new fiber, set there */
-	int rc;
-	bool done;
-	struct weft_loop *home;
-	struct weft_fiber *waiter;
-};
-
-static void xspawn_reply(struct weft_loop *l, struct weft__remote *r)
-{
-	struct xspawn *s = weft__container_of(r, struct xspawn, reply);
-
-	(void)l;
-	s->done = true;
-	weft__fiber_wake(s->waiter, 0);
-}
-
-static void xspawn_req(struct weft_loop *l, struct weft__remote *r)
-{
-	struct xspawn *s = weft__container_of(r, struct xspawn, req);
-
-	weft__pool_busy(l);
-	s->rc = weft__fiber_spawn(l, s->fn, s->arg, false, &s->fiber);
-	weft__loop_post_remote(s->home, &s->reply);
-}
-
-static int xspawn(struct weft_loop *to, weft_fn fn, void *arg, struct weft_fiber **out)
-{
-	struct weft_loop *l = weft__tls_loop;
-	struct weft_fiber *self = l ? l->cur : NULL;
-
-	if (!self || !same_pool(l, to))
-		return -EXDEV;
-
-	struct xspawn s = { .req.run = xspawn_req,
-			    .reply.run = xspawn_reply,
-			    .fn = fn,
-			    .arg = arg,
-			    .home = l,
-			    .waiter = self };
-
-	weft__loop_post_remote(to, &s.req);
-	/* The reply writes into s: only it ends the wait. */
-	while (!s.done)
-		weft__fiber_park(l, self, &weft__wait_handoff, WEFT_FOREVER);
-	if (s.rc == 0)
-		*out = s.fiber;
-	return s.rc;
-}
-
-struct xcancel {
-	struct weft__remote r;
-	struct weft_fiber *fiber;
-	uint32_t id;
-};
-
-static void xcancel_run(struct weft_loop *l, struct weft__remote *r)
-{
-	struct xcancel *c = weft__container_of(r, struct xcancel, r);
-
-	(void)l;
-	if (c->fiber->id == c->id)
-		weft__fiber_cancel(c->fiber);
-	free(c);
-}
-
-/* The fiber's exit, seen from the joiner's loop: wake the joiner. */
-static void xjoin_woken(struct weft_loop *l, struct weft__remote *r)
-{
-	struct weft_fiber *f = weft__container_of(r, struct weft_fiber, xremote);
-	struct weft_fiber *j = atomic_load_explicit(&f->xjoiner, memory_order_relaxed);
-
-	(void)l;
-	f->xwoken = true;
-	weft__fiber_wake(j, 0);
-}
-
-/* Back on the fiber's own loop, once joined: free it. */
-static void xjoin_release(struct weft_loop *l, struct weft__remote *r)
-{
-	weft__fiber_release(l, weft__container_of(r, struct weft_fiber, xremote));
-}
-
-static int xjoin(struct weft_loop *l, struct weft_fiber *self, struct weft_fiber *f, int *result)
-{
-	struct weft_fiber *prev = NULL;
-	int rc = 0;
-
-	if (f->detached)
-		return -EINVAL;
-	if (!atomic_compare_exchange_strong(&f->xjoiner, &prev, self) && prev != self)
-		return -EBUSY;
-	if (!atomic_load_explicit(&f->xdone, memory_order_seq_cst)) {
-		f->xwoken = false;
-		f->xremote.run = xjoin_woken;
-		atomic_store_explicit(&f->xwaiter, self, memory_order_seq_cst);
-		while (!f->xwoken) {
-			if (rc == 0 && !atomic_load_explicit(&f->xdone, memory_order_seq_cst)) {
-				rc = self->cancelled ? -ECANCELED
-						     : weft__fiber_park(l, self, &weft__wait_event,
-									self->deadline);
-				continue;
-			}
-			/* Done, or our wait is over: take xwaiter back unless the exit took it. */
-			if (atomic_exchange_explicit(&f->xwaiter, NULL, memory_order_seq_cst))
-				break;
-			weft__fiber_park(l, self, &weft__wait_handoff, WEFT_FOREVER);
-		}
-		if (!atomic_load_explicit(&f->xdone, memory_order_acquire)) {
-			atomic_store_explicit(&f->xjoiner, NULL, memory_order_release);
-			return rc; /* still running; still joinable */
-		}
-	}
-	if (result)
-		*result = f->result;
-	f->xremote.run = xjoin_release;
-	weft__loop_post_remote(f->loop, &f->xremote);
-	return 0;
-}
-
-int weft_spawn(weft_loop *loop, weft_fn fn, void *arg, weft_fiber **out)
-{
-	if (!fn)
-		return -EINVAL;
-	if (!loop)
-		loop = weft__tls_loop;
-	if (!loop)
-		return -EPERM;
-	if (WEFT__UNLIKELY(weft__loop_foreign(loop)))
-		/* Another thread's loop: a detached fiber goes by post, a joinable one by asking.
-		 */
-		return out ? xspawn(loop, fn, arg, out) : weft_loop_post(loop, fn, arg);
-	return weft__fiber_spawn(loop, fn, arg, out == NULL, out);
-}
-
-int weft_go(weft_fn fn, void *arg)
-{
-	return weft_spawn(NULL, fn, arg, NULL);
-}
-
-weft_fiber *weft_self(void)
-{
-	struct weft_loop *l = weft__tls_loop;
-
-	return l ? l->cur : NULL;
-}
-
-int weft_cancelled(void)
-{
-	struct weft_fiber *f = weft_self();
-
-	return f && f->cancelled;
-}
-
-void weft_yield(void)
-{
-	struct weft_loop *l = weft__tls_loop;
-	struct weft_fiber *self = l ? l->cur : NULL;
-
-	if (!self)
-		return;
-	self->state = WEFT__FIBER_READY;
-	weft__runq_push(l, self);
-	weft__fiber_schedule(l, self);
-}
-
-int weft_join(weft_fiber *f, int *result)
-{
-	struct weft_loop *l = weft__tls_loop;
-	struct weft_fiber *self = l ? l->cur : NULL;
-
-	if (!f)
-		return -EINVAL;
-	if (!self)
-		return -EPERM;
-	if (f == self)
-		return -EDEADLK;
-	if (f->loop != l)
-		return same_pool(l, f->loop) ? xjoin(l, self, f, result) : -EXDEV;
-	if (f->detached || f->state == WEFT__FIBER_FREE)
-		return -EINVAL;
-
-	struct weft_fiber *prev = NULL;
-
-	/* One joiner at a time, from this loop or another: the claim says which. */
-	if (!atomic_compare_exchange_strong(&f->xjoiner, &prev, self) && prev != self)
-		return -EBUSY;
-	while (f->state != WEFT__FIBER_DONE) {
-		int rc = self->cancelled ? -ECANCELED : 0;
-
-		if (rc == 0) {
-			f->joiner = self;
-			rc = weft__fiber_park(l, self, &weft__wait_event, self->deadline);
-			f->joiner = NULL;
-		}
-		if (rc < 0) {
-			atomic_store_explicit(&f->xjoiner, NULL, memory_order_release);
-			return rc;
-		}
-	}
-	if (result)
-		*result = f->result;
-	weft__fiber_release(l, f);
-	return 0;
-}
-
-int weft_cancel(weft_fiber *f)
-{
-	if (!f)
-		return -EINVAL;
-	if (WEFT__UNLIKELY(weft__loop_foreign(f->loop))) {
-		/* A loop of the same pool asks the fiber's loop to cancel it. */
-		if (!same_pool(weft__tls_loop, f->loop))
-			return -EXDEV;
-
-		struct xcancel *c = malloc(sizeof(*c));
-
-		if (!c)
-			return -ENOMEM;
-		*c = (struct xcancel){ .r.run = xcancel_run, .fiber = f, .id = f->id };
-		weft__loop_post_remote(f->loop, &c->r);
-		return 0;
-	}
-	weft__fiber_cancel(f);
-	return 0;
-}
-
 void weft__fiber_cancel(struct weft_fiber *f)
 {
 	if (f->state == WEFT__FIBER_DONE || f->state == WEFT__FIBER_FREE)
@@ -501,14 +256,14 @@ void weft__fiber_cancel(struct weft_fiber *f)
 		f->wait->cancel(f, f->wait);
 }
 
-/*
- * Forget the run queue: called by destroy once no fiber is alive. Joinable
- * fibers nobody joined go with the slabs.
- */
-void weft__fiber_free_all(struct weft_loop *l)
+void weft__fiber_timers_fire(struct weft_loop *l, int64_t now)
 {
-	l->runq_head = NULL;
-	l->runq_tail = NULL;
-	l->runq_len = 0;
-	l->zombie = NULL;
+	struct weft__heap *h = &l->timers;
+
+	while (h->len > 0 && h->v[0].deadline <= now) {
+		struct weft_fiber *f = weft__container_of(h->v[0].node, struct weft_fiber, timer);
+
+		l->stats.timers_fired++;
+		weft__fiber_wake(f, -ETIMEDOUT); /* takes it off the heap */
+	}
 }

@@ -4,7 +4,8 @@
  * field map in opdef.c) and running it. Arguments are checked here so that
  * bad input is a clear -errno before anything reaches the kernel.
  */
-#include "internal.h"
+#include "op.h"
+#include "opdef.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -143,7 +144,9 @@ int weft_rename(const char *from, const char *to)
 {
 	struct weft__op op;
 
-	weft__op_init(&op, WEFT__OP_RENAMEAT, AT_FDCWD, PTR(from), (uint32_t)AT_FDCWD, PTR(to), 0);
+	weft__op_init(&op, WEFT__OP_RENAMEAT, AT_FDCWD, PTR(from), 0, 0, 0);
+	op.fd2 = AT_FDCWD;
+	op.off2 = PTR(to);
 
 	return from && to ? weft__op_run(&op) : -EINVAL;
 }

@@ -1,33 +1,42 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Task groups, and weft_gather on the same machinery. A member's record
- * rides at the top of the member fiber's own stack (weft__fiber_spawn_blk),
- * so neither a group spawn nor a gather allocates beyond the fiber itself.
- * The member's fiber runs member_main(), which stores the result, reports
- * to the group and unlinks itself on the way out.
+ * Task groups, and the gather (weft_gather, weft_pool_gather).
  *
- * The two differ in what a failure and a cancel do:
- *   - a task group (asyncio.TaskGroup): the first negative result cancels
- *     the other members; a cancelled waiter cancels them and still waits;
- *   - weft_gather (asyncio.gather): a failure cancels nobody; the children
- *     inherit the caller's deadline; a cancel of the caller passes to every
- *     child, and the caller waits for all of them.
+ * A task group (asyncio.TaskGroup): a member's record rides at the top of
+ * the member fiber's own stack (weft__fiber_spawn_blk), so a group spawn
+ * allocates nothing beyond the fiber; the first negative result cancels the
+ * other members; a waiter whose own wait ends early cancels them and still
+ * waits.
+ *
+ * A gather (asyncio.gather): a failure cancels nobody; the calls inherit
+ * the caller's deadline; a cancel of the caller passes to every call, and
+ * the caller waits for all of them. Call i runs on loops[i % nloops] (one
+ * loop for weft_gather, a pool's for weft_pool_gather). The gatherer waits
+ * until `left` reaches 0: it counts the calls still running and, once the
+ * gatherer is cancelled, the cancel requests on their way to the other
+ * loops (each cancels that loop's calls there, or marks those not started
+ * yet). Whoever brings `left` to 0 completes the gatherer's wait, so
+ * nothing of the gather is touched after. A call whose fiber cannot be
+ * spawned gets that error; the calls already started are then cancelled
+ * (a failure on another loop is reported to the gatherer's loop first).
  */
-#include "internal.h"
+#include "group.h"
+#include "fiber.h"
+#include "inbox.h"
+#include "wait.h"
 
-#include <errno.h>
 #include <stdlib.h>
+
+/* ---- task groups ---------------------------------------------------------------- */
 
 struct weft_group {
 	struct weft__list members; /* fibers still running */
 	size_t running;		   /* how many */
 	int first_err;		   /* the first negative result, once failed */
 	bool failed;
-	bool cancelled; /* weft_group_cancel, or a failure */
-	bool gather;	/* weft_gather's: failures cancel nobody */
-	struct weft_fiber *waiter;
-	struct weft__wait wait;	  /* weft_gather's: a cancel passes to the members */
-	const void *_Atomic home; /* a task group's thread (weft__bind_thread) */
+	bool cancelled;		     /* weft_group_cancel, or a failure */
+	struct weft__waiter *waiter; /* the fiber in weft_group_wait */
+	const void *_Atomic home;    /* its thread (weft__bind_thread) */
 };
 
 struct member {
@@ -35,7 +44,6 @@ struct member {
 	struct weft_group *g; /* NULL once the group was destroyed under it */
 	weft_fn fn;
 	void *arg;
-	int *result; /* where the result goes, or NULL */
 	struct weft_fiber *fiber;
 };
 
@@ -46,7 +54,7 @@ static void cancel_members(struct weft_group *g)
 	g->cancelled = true;
 	weft__list_for_each(n, &g->members)
 	{
-		weft_cancel(weft__container_of(n, struct member, link)->fiber);
+		weft__fiber_cancel(weft__container_of(n, struct member, link)->fiber);
 	}
 }
 
@@ -56,103 +64,19 @@ static int member_main(void *arg)
 	int rc = m->fn(m->arg);
 	struct weft_group *g = m->g;
 
-	if (m->result)
-		*m->result = rc;
 	if (g) {
 		weft__list_del(&m->link);
 		g->running--;
-		if (rc < 0 && !g->failed && !g->gather) {
+		if (rc < 0 && !g->failed) {
 			g->failed = true;
 			g->first_err = rc;
 			cancel_members(g);
 		}
 		if (g->running == 0 && g->waiter)
-			weft__fiber_wake(g->waiter, 0);
+			weft__waiter_wake(g->waiter, 0);
 	}
 	return rc;
 }
-
-/* A member fiber on @l running @fn(@arg), its result to *@result if not NULL. */
-static int member_spawn(struct weft_loop *l, struct weft_group *g, weft_fn fn, void *arg,
-			int *result, int64_t deadline)
-{
-	struct member rec = { .g = g, .fn = fn, .arg = arg, .result = result };
-	struct weft_fiber *f;
-	void *blk;
-	int rc = weft__fiber_spawn_blk(l, member_main, &rec, sizeof(rec), true, &f, &blk);
-
-	if (rc < 0)
-		return rc;
-
-	struct member *m = blk;
-
-	m->fiber = f;
-	f->deadline = deadline;
-	weft__list_add_before(&g->members, &m->link);
-	g->running++;
-	return 0;
-}
-
-/* ---- gather ------------------------------------------------------------------ */
-
-static void gather_cancel(struct weft_fiber *f, struct weft__wait *w)
-{
-	(void)f;
-	cancel_members(weft__container_of(w, struct weft_group, wait));
-}
-
-static int check_calls(const weft_call *calls, size_t n)
-{
-	if (n > 0 && !calls)
-		return -EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (!calls[i].fn)
-			return -EINVAL;
-	return 0;
-}
-
-int weft_gather(weft_call *calls, size_t n)
-{
-	struct weft_loop *l = weft__tls_loop;
-	struct weft_fiber *self = l ? l->cur : NULL;
-	struct weft_group g = { .gather = true, .waiter = self, .wait.cancel = gather_cancel };
-	int rc = check_calls(calls, n);
-	int spawn_err = 0;
-
-	if (!self)
-		return -EPERM;
-	if (rc < 0)
-		return rc;
-	for (size_t i = 0; i < n; i++)
-		calls[i].result = self->cancelled ? -ECANCELED : 0;
-	if (self->cancelled)
-		return n ? -ECANCELED : 0;
-
-	weft__list_init(&g.members);
-	for (size_t i = 0; i < n; i++) {
-		rc = member_spawn(l, &g, calls[i].fn, calls[i].arg, &calls[i].result,
-				  self->deadline);
-		if (rc < 0) {
-			/* Not all could start: the rest fail with why, the started are cancelled.
-			 */
-			for (size_t j = i; j < n; j++)
-				calls[j].result = rc;
-			spawn_err = rc;
-			cancel_members(&g);
-			break;
-		}
-	}
-	while (g.running > 0)
-		weft__fiber_park(l, self, &g.wait, WEFT_FOREVER);
-	if (spawn_err)
-		return spawn_err;
-	for (size_t i = 0; i < n; i++)
-		if (calls[i].result < 0)
-			return calls[i].result;
-	return 0;
-}
-
-/* ---- task groups ---------------------------------------------------------------- */
 
 int weft_group_create(weft_group **out)
 {
@@ -171,6 +95,9 @@ int weft_group_create(weft_group **out)
 int weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
 {
 	struct weft_loop *l = weft__tls_loop;
+	struct member rec = { .g = g, .fn = fn, .arg = arg };
+	struct weft_fiber *f;
+	void *blk;
 
 	if (!g || !fn)
 		return -EINVAL;
@@ -180,14 +107,32 @@ int weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
 		return -EXDEV;
 	if (g->cancelled)
 		return -ECANCELED;
-	return member_spawn(l, g, fn, arg, NULL, WEFT_FOREVER);
+
+	int rc = weft__fiber_spawn_blk(l, member_main, &rec, sizeof(rec), true, &f, &blk);
+
+	if (rc < 0)
+		return rc;
+
+	struct member *m = blk;
+
+	m->fiber = f;
+	weft__list_add_before(&g->members, &m->link);
+	g->running++;
+	return 0;
+}
+
+/* The waiter's own wait ended early: cancel the members, and wait for them still. */
+static bool group_withdraw(struct weft__waiter *w)
+{
+	cancel_members(w->ctx);
+	return false;
 }
 
 int weft_group_wait(weft_group *g)
 {
 	struct weft_loop *l = weft__tls_loop;
 	struct weft_fiber *self = l ? l->cur : NULL;
-	int own = 0;
+	struct weft__waiter w;
 
 	if (!g)
 		return -EINVAL;
@@ -195,25 +140,18 @@ int weft_group_wait(weft_group *g)
 		return -EPERM;
 	if (weft__bind_thread(&g->home) < 0)
 		return -EXDEV;
-	if (g->waiter && g->waiter != self)
+	if (g->waiter)
 		return -EBUSY;
-	while (g->running > 0) {
-		g->waiter = self;
-
-		/* Once our own wait failed, wait on without a deadline, uncancellable. */
-		int rc = own ? weft__fiber_park(l, self, &weft__wait_handoff, WEFT_FOREVER)
-			     : (self->cancelled
-				    ? -ECANCELED
-				    : weft__fiber_park(l, self, &weft__wait_event, self->deadline));
-
-		if (rc < 0 && !own) {
-			own = rc;
-			cancel_members(g);
-		}
+	weft__waiter_init(&w, WEFT__WAIT_EARLY);
+	w.ctx = g;
+	w.withdraw = group_withdraw;
+	if (g->running > 0) {
+		g->waiter = &w;
+		weft__waiter_wait(&w); /* only the last member's return ends it */
+		g->waiter = NULL;
 	}
-	g->waiter = NULL;
-	if (own)
-		return own;
+	if (w.early)
+		return w.early;
 	if (g->failed)
 		return g->first_err;
 	return g->cancelled ? -ECANCELED : 0;
@@ -237,4 +175,244 @@ void weft_group_destroy(weft_group *g)
 		weft__list_del(n);
 	}
 	free(g);
+}
+
+/* ---- gather ------------------------------------------------------------------------ */
+
+struct gmember {
+	struct gather *g;
+	size_t i;
+	struct weft_fiber *fiber;   /* set, and read, on the member's loop */
+	struct weft__remote remote; /* its spawn there; then a spawn failure reported home */
+	bool started, done, cancel;
+};
+
+struct gcancel {
+	struct weft__remote r;
+	struct gather *g;
+	unsigned k; /* the loop, as an index of loops[] */
+};
+
+struct gather {
+	_Atomic size_t left;
+	_Atomic int spawn_err; /* the first spawn that failed */
+	bool cancelling;
+	struct weft__waiter w; /* the gatherer's: a cancel passes to the members */
+	struct weft_loop *const *loops;
+	unsigned nloops;
+	weft_call *calls;
+	struct gmember *ms;
+	struct gcancel *cancels; /* one per loop */
+	size_t started;		 /* calls handed to their loops */
+	int64_t deadline;	 /* the gatherer's, inherited by every call */
+};
+
+/* @count members or cancel requests are done with the gather. */
+static void gather_drop(struct gather *g, size_t count)
+{
+	if (atomic_fetch_sub_explicit(&g->left, count, memory_order_acq_rel) == count)
+		weft__waiter_wake(&g->w, 0);
+}
+
+static void gather_leave(struct gather *g)
+{
+	gather_drop(g, 1);
+}
+
+/* Cancel the members that loops[@k] runs (on that loop). */
+static void cancel_members_here(struct gather *g, unsigned k)
+{
+	for (size_t i = k; i < g->started; i += g->nloops) {
+		struct gmember *m = &g->ms[i];
+
+		if (m->done)
+			continue;
+		if (m->started)
+			weft__fiber_cancel(m->fiber);
+		else
+			m->cancel = true; /* not spawned yet there: it cancels itself */
+	}
+}
+
+static void gcancel_run(struct weft_loop *l, struct weft__remote *r)
+{
+	struct gcancel *c = weft__container_of(r, struct gcancel, r);
+
+	(void)l;
+	cancel_members_here(c->g, c->k);
+	gather_leave(c->g);
+}
+
+/* The gatherer was cancelled, or a spawn failed (on the home loop): cancel every member. */
+static void gather_cancel(struct weft__waiter *w)
+{
+	struct gather *g = w->ctx;
+	unsigned used = g->started < g->nloops ? (unsigned)g->started : g->nloops;
+	size_t left = atomic_load_explicit(&g->left, memory_order_acquire);
+
+	if (g->cancelling)
+		return;
+	g->cancelling = true;
+	/* Count the requests in first, unless every member is already out. */
+	do {
+		if (left == 0)
+			return;
+	} while (!atomic_compare_exchange_weak_explicit(
+	    &g->left, &left, left + used - 1, memory_order_acq_rel, memory_order_acquire));
+	cancel_members_here(g, 0);
+	for (unsigned k = 1; k < used; k++) {
+		g->cancels[k] = (struct gcancel){ .r.run = gcancel_run, .g = g, .k = k };
+		weft__inbox_push(g->loops[k], &g->cancels[k].r);
+	}
+}
+
+static int gmember_main(void *arg)
+{
+	struct gmember *m = arg;
+	struct gather *g = m->g;
+	struct weft_fiber *self = weft__tls_loop->cur;
+
+	m->fiber = self;
+	m->started = true;
+	self->deadline = g->deadline;
+	if (m->cancel)
+		weft__fiber_cancel(self);
+
+	int rc = g->calls[m->i].fn(g->calls[m->i].arg);
+
+	g->calls[m->i].result = rc;
+	m->done = true;
+	gather_leave(g);
+	return rc;
+}
+
+/* Back home: a member's spawn failed on its loop. */
+static void spawn_failed_home(struct weft_loop *l, struct weft__remote *r)
+{
+	struct gmember *m = weft__container_of(r, struct gmember, remote);
+
+	(void)l;
+	gather_cancel(&m->g->w);
+	gather_leave(m->g);
+}
+
+/* A member whose fiber could not be spawned (on its loop). */
+static void spawn_failed(struct gmember *m, int rc)
+{
+	struct gather *g = m->g;
+	int none = 0;
+
+	g->calls[m->i].result = rc;
+	m->done = true;
+	atomic_compare_exchange_strong(&g->spawn_err, &none, rc);
+	if (weft__tls_loop == g->loops[0]) {
+		gather_cancel(&g->w);
+		gather_leave(g);
+		return;
+	}
+	/* Tell the gatherer's loop, which cancels the others; the notice counts in left. */
+	atomic_fetch_add_explicit(&g->left, 1, memory_order_acq_rel);
+	gather_leave(g);
+	m->remote.run = spawn_failed_home;
+	weft__inbox_push(g->loops[0], &m->remote);
+}
+
+/* On the member's loop: spawn its fiber. */
+static void gmember_spawn(struct weft_loop *l, struct weft__remote *r)
+{
+	struct gmember *m = weft__container_of(r, struct gmember, remote);
+	int rc = weft__fiber_spawn(l, gmember_main, m, true, NULL);
+
+	if (rc < 0)
+		spawn_failed(m, rc);
+}
+
+/* Hand every call to its loop, until a spawn on this loop fails: the rest get its error. */
+static void gather_start(struct gather *g, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct gmember *m = &g->ms[i];
+		struct weft_loop *to = g->loops[i % g->nloops];
+		int err = atomic_load_explicit(&g->spawn_err, memory_order_relaxed);
+
+		if (err) {
+			for (size_t j = i; j < n; j++)
+				g->calls[j].result = err;
+			gather_drop(g, n - i);
+			return;
+		}
+		*m = (struct gmember){ .g = g, .i = i };
+		g->started = i + 1;
+		if (i % g->nloops == 0) {
+			gmember_spawn(to, &m->remote);
+		} else {
+			m->remote.run = gmember_spawn;
+			weft__inbox_push(to, &m->remote);
+		}
+	}
+}
+
+static int check_calls(const weft_call *calls, size_t n)
+{
+	if (n > 0 && !calls)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!calls[i].fn)
+			return -EINVAL;
+	return 0;
+}
+
+/* 0, or the first negative result in call order (a spawn failure first). */
+static int gather_result(struct gather *g, size_t n)
+{
+	int err = atomic_load(&g->spawn_err);
+
+	if (err)
+		return err;
+	for (size_t i = 0; i < n; i++)
+		if (g->calls[i].result < 0)
+			return g->calls[i].result;
+	return 0;
+}
+
+int weft__gather(weft_call *calls, size_t n, struct weft_loop *const *loops, unsigned nloops)
+{
+	struct weft_fiber *self = loops[0]->cur;
+	struct gather g = { .loops = loops, .nloops = nloops, .calls = calls };
+	int rc = check_calls(calls, n);
+
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		calls[i].result = self->cancelled ? -ECANCELED : 0;
+	if (n == 0 || self->cancelled)
+		return n ? -ECANCELED : 0;
+	g.ms = malloc(n * sizeof(*g.ms) + nloops * sizeof(*g.cancels));
+	if (!g.ms)
+		return -ENOMEM;
+	g.cancels = (struct gcancel *)(g.ms + n);
+	g.deadline = self->deadline;
+	atomic_init(&g.left, n);
+	atomic_init(&g.spawn_err, 0);
+	weft__waiter_init(&g.w, 0); /* no deadline: the calls inherit it */
+	g.w.ctx = &g;
+	g.w.on_cancel = gather_cancel;
+	gather_start(&g, n);
+	/*
+	 * Wait for every member and cancel request: they write into calls and
+	 * g. Only the last one's completion ends the wait (a cancel passes
+	 * on), so g outlives them.
+	 */
+	weft__waiter_wait(&g.w);
+	free(g.ms);
+	return gather_result(&g, n);
+}
+
+int weft_gather(weft_call *calls, size_t n)
+{
+	struct weft_loop *l = weft__tls_loop;
+
+	if (!l || !l->cur)
+		return -EPERM;
+	return weft__gather(calls, n, &l, 1);
 }

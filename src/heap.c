@@ -1,16 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The timer heap: a 4-ary min-heap of parked fibers' deadlines, ordered by
- * (deadline, seq) so that equal deadlines fire in the order they were set.
- * A fiber has at most one entry and keeps its index (fiber->timer, 1-based),
- * so a fiber woken by anything else leaves the heap at once, in O(log n), as
- * libuv's heap_remove does: the heap never holds more than the parked
- * fibers. Room for every live fiber is reserved when it is spawned, so that
- * parking never allocates. A leaf: it calls nothing else in weft.
+ * The deadline heap (heap.h): a 4-ary min-heap by value, so that sifting
+ * compares entries in one array and touches a node only to tell it where
+ * it now is. A node that leaves early (a fiber woken by anything but its
+ * deadline) is taken out in O(log n), as libuv's heap_remove does, so the
+ * heap never holds more than what still waits.
  */
-#include "internal.h"
+#include "heap.h"
 
-#include <errno.h>
 #include <stdlib.h>
 
 static inline bool before(const struct weft__hent *a, const struct weft__hent *b)
@@ -21,7 +18,7 @@ static inline bool before(const struct weft__hent *a, const struct weft__hent *b
 static inline void put(struct weft__heap *h, size_t i, const struct weft__hent *e)
 {
 	h->v[i] = *e;
-	e->fiber->timer = (uint32_t)(i + 1);
+	e->node->index = (uint32_t)(i + 1);
 }
 
 static void sift_up(struct weft__heap *h, size_t i, struct weft__hent e)
@@ -62,6 +59,8 @@ int weft__heap_reserve(struct weft__heap *h, size_t n)
 {
 	if (n <= h->cap)
 		return 0;
+	if (n > UINT32_MAX - 1)
+		return -ENOMEM; /* a node's index is 32 bits */
 
 	size_t cap = h->cap ? h->cap : 1024;
 
@@ -77,19 +76,28 @@ int weft__heap_reserve(struct weft__heap *h, size_t n)
 	return 0;
 }
 
-void weft__heap_add(struct weft__heap *h, struct weft_fiber *f, int64_t deadline)
+void weft__heap_add(struct weft__heap *h, struct weft__hnode *node, int64_t deadline)
 {
-	assert(f->timer == 0 && h->len < h->cap);
+	assert(node->index == 0 && h->len < h->cap);
 	sift_up(h, h->len++,
-		(struct weft__hent){ .deadline = deadline, .seq = ++h->seq, .fiber = f });
+		(struct weft__hent){ .deadline = deadline, .seq = ++h->seq, .node = node });
 }
 
-void weft__heap_remove(struct weft__heap *h, struct weft_fiber *f)
+int weft__heap_push(struct weft__heap *h, struct weft__hnode *node, int64_t deadline)
 {
-	size_t i = f->timer - 1;
+	int rc = h->len < h->cap ? 0 : weft__heap_reserve(h, h->len + 1);
 
-	assert(f->timer != 0 && i < h->len && h->v[i].fiber == f);
-	f->timer = 0;
+	if (rc == 0)
+		weft__heap_add(h, node, deadline);
+	return rc;
+}
+
+void weft__heap_remove(struct weft__heap *h, struct weft__hnode *node)
+{
+	size_t i = node->index - 1;
+
+	assert(node->index != 0 && i < h->len && h->v[i].node == node);
+	node->index = 0;
 
 	struct weft__hent last = h->v[--h->len];
 

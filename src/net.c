@@ -5,7 +5,9 @@
  * weft_tcp_listen and weft_tcp_dial. Name resolution (getaddrinfo blocks)
  * runs on an offload worker.
  */
-#include "internal.h"
+#include "op.h"
+#include "opdef.h"
+#include "offload.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -165,9 +167,9 @@ static int numeric(const char *host, int port, struct sockaddr_storage *ss, sock
 
 /*
  * Name resolution. getaddrinfo blocks (for as long as the resolver's timeouts
- * say: 5 s x attempts by default), so it runs on a thread of its own, and the
- * fiber stops waiting at its deadline or a cancel; the thread then finishes
- * and frees the request by itself.
+ * say: 5 s x attempts by default), so it runs on a worker of the loop's
+ * pool, and the fiber stops waiting at its deadline or a cancel; the worker
+ * then finishes and frees the request by itself.
  */
 struct resolve {
 	char *host;
@@ -297,7 +299,7 @@ int weft_tcp_listen(const char *host, int port, int backlog, unsigned flags)
 	if (port < 0 || port > 65535 || (flags & ~WEFT_TCP_REUSEPORT))
 		return -EINVAL;
 
-	int rc = weft__op_check(&self);
+	int rc = weft__fiber_check(&self);
 
 	if (rc < 0)
 		return rc;
@@ -344,7 +346,7 @@ int weft_tcp_dial(const char *host, int port)
 	if (!host || port <= 0 || port > 65535)
 		return -EINVAL;
 
-	int rc = weft__op_check(&self);
+	int rc = weft__fiber_check(&self);
 
 	if (rc < 0)
 		return rc;

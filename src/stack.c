@@ -51,7 +51,8 @@
  * host has backed the memory, hence the huge slabs of unguarded one-page
  * stacks.
  */
-#include "internal.h"
+#include "stack.h"
+#include "explain.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -87,7 +88,7 @@ static size_t round_up(size_t v, size_t to)
 	return (v + to - 1) / to * to;
 }
 
-int weft__stacks_init(struct weft__stacks *s, const weft_config *cfg)
+void weft__stacks_init(struct weft__stacks *s, const weft_config *cfg)
 {
 	memset(s, 0, sizeof(*s));
 	s->page = (size_t)sysconf(_SC_PAGESIZE);
@@ -104,7 +105,10 @@ int weft__stacks_init(struct weft__stacks *s, const weft_config *cfg)
 	s->thp = s->page == 4096;
 	s->canary = 0x5741524e5f574654ull ^ (uint64_t)(uintptr_t)s ^ (uint64_t)getpid() << 17;
 	weft__list_init(&s->cold);
-	return 0;
+	/* Tests of the mprotect path on kernels that have markers (loop.c checks the value). */
+	const char *env = getenv("WEFT_GUARD_MARKERS");
+
+	s->markers_off = env && !strcmp(env, "off");
 }
 
 /*
@@ -194,14 +198,11 @@ static void carve(struct weft__stacks *s, struct weft__slab *slab, char *base, s
 static void probe_markers(struct weft__stacks *s)
 {
 	char *p = mmap(NULL, s->page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	const char *env = getenv("WEFT_GUARD_MARKERS");
 
-	s->markers = p != MAP_FAILED && madvise(p, s->page, MADV_GUARD_INSTALL) == 0;
+	s->markers =
+	    !s->markers_off && p != MAP_FAILED && madvise(p, s->page, MADV_GUARD_INSTALL) == 0;
 	if (p != MAP_FAILED)
 		munmap(p, s->page);
-	/* Tests of the mprotect path on kernels that have markers. */
-	if (env && !strcmp(env, "off"))
-		s->markers = false;
 	s->probed = true;
 }
 
@@ -290,7 +291,7 @@ static int plan_guards(struct weft__stacks *s, bool *guarded, size_t *count)
 		budget = s->guards_left;
 	if (budget == 0) {
 		if (s->guards_all) {
-			weft__loop_note_failure("vm.max_map_count", -ENOMEM);
+			weft__explain_note("vm.max_map_count", -ENOMEM);
 			return -ENOMEM;
 		}
 		*guarded = false; /* past the number the program asked for */
@@ -301,40 +302,24 @@ static int plan_guards(struct weft__stacks *s, bool *guarded, size_t *count)
 	return 0;
 }
 
-/* Map a new slab; -ENOMEM if the kernel refuses. */
-static int grow(struct weft__stacks *s)
+/*
+ * Map @count slots of @slot bytes and the two pages below them (an
+ * inaccessible one, then the lowest red zone's). Unguarded one-page stacks
+ * go into huge pages (@huge): whole ones, so the slots start on a HUGE
+ * boundary (a misaligned slab leaves up to 2 MiB at each end in small
+ * pages). Return: the mapping, or NULL; *@len its length.
+ */
+static char *map_slab(struct weft__stacks *s, size_t count, size_t slot, bool huge, size_t *len)
 {
-	if (!s->probed)
-		probe_markers(s);
-
-	bool guarded;
-	size_t count = s->next_slab;
-	int rc = plan_guards(s, &guarded, &count);
-
-	if (rc < 0)
-		return rc;
-
-	size_t slot = s->slot + (guarded ? s->page : 0);
-	/*
-	 * Unguarded one-page stacks go into huge pages: whole ones, so the slab
-	 * is a multiple of HUGE bytes and starts on a HUGE boundary (a
-	 * misaligned slab leaves up to 2 MiB at each end in small pages).
-	 */
-	bool huge = !guarded && slot == s->page && s->thp;
-	size_t per_huge = HUGE / slot;
-
-	if (huge)
-		count = round_up(count, per_huge);
-
-	/* Two pages below the slab: an inaccessible one, then the lowest red zone's. */
 	size_t below = 2 * s->page;
-	size_t len = count * slot + below;
 	size_t extra = huge ? HUGE : 0;
-	char *map = mmap(NULL, len + extra, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	char *map;
 
+	*len = count * slot + below;
+	map = mmap(NULL, *len + extra, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
 	if (map == MAP_FAILED)
-		return -ENOMEM;
+		return NULL;
 	if (huge) {
 		/* Trim to [aligned - below, aligned + count * slot). */
 		char *aligned = (char *)round_up((uintptr_t)map + below, HUGE);
@@ -346,62 +331,110 @@ static int grow(struct weft__stacks *s)
 			munmap(aligned + count * slot, extra - head);
 		map = aligned - below;
 	}
+	return map;
+}
 
-	struct weft__slab *slab = malloc(sizeof(*slab));
-	struct weft_fiber *fibers = aligned_alloc(64, count * sizeof(*fibers));
+/* Account a slab that was mapped and guarded, and carve its stacks. */
+static void add_slab(struct weft__stacks *s, struct weft__slab *slab, size_t slot, bool guarded,
+		     bool huge)
+{
+	char *base = slab->base + 2 * s->page;
 
-	if (!slab || !fibers) {
-		munmap(map, len);
-		free(slab);
-		free(fibers);
-		return -ENOMEM;
-	}
-	char *base = map + below;
-
-	memset(fibers, 0, count * sizeof(*fibers));
-	if (mprotect(map, s->page, PROT_NONE) != 0)
-		goto out_unmap;
-	if (guarded && install_guards(s, base, count, slot) < 0)
-		goto out_unmap;
-
-	*slab = (struct weft__slab){
-		.next = s->slabs, .base = map, .len = len, .count = count, .fibers = fibers
-	};
+	slab->next = s->slabs;
 	s->slabs = slab;
-	s->mapped += count;
+	s->mapped += slab->count;
 	if (guarded) {
 		if (!s->markers && !s->guards_all)
-			s->guards_left -= count;
-		s->guarded += count;
+			s->guards_left -= slab->count;
+		s->guarded += slab->count;
 	}
 	do
 		s->next_slab *= 2;
-	while (s->next_slab <= count && s->next_slab < MAX_SLAB);
+	while (s->next_slab <= slab->count && s->next_slab < MAX_SLAB);
 	if (s->next_slab > MAX_SLAB)
 		s->next_slab = MAX_SLAB;
-	if (huge && madvise(base, count * slot, MADV_HUGEPAGE) == 0)
-		s->huge += count; /* one fault per 2 MiB instead of one per stack */
-	else
-		s->thp = s->thp && !huge; /* THP off in this kernel: no more aligning */
+	/* One fault per 2 MiB instead of one per stack; else THP is off here: no more aligning. */
+	if (!huge || madvise(base, slab->count * slot, MADV_HUGEPAGE) != 0)
+		s->thp = s->thp && !huge;
 	carve(s, slab, base, slot, guarded);
-	return 0;
+}
 
-out_unmap:
-	munmap(map, len);
-	free(slab);
-	free(fibers);
-	if (guarded && s->markers) {
+/*
+ * The guards of a new slab were refused: plan again without what failed.
+ * Return: -EAGAIN to try again, or -ENOMEM.
+ */
+static int guards_refused(struct weft__stacks *s)
+{
+	if (s->markers) {
 		s->markers = false; /* refused after the probe (seccomp?): use mprotect */
-		return grow(s);
+		return -EAGAIN;
 	}
-	if (guarded && !s->guards_all) {
+	if (!s->guards_all && s->guards_left > 0) {
 		/* The map count ran out before the number the program asked for. */
 		s->guards_left = 0;
-		return grow(s);
+		return -EAGAIN;
 	}
-	if (guarded)
-		weft__loop_note_failure("vm.max_map_count", -ENOMEM);
+	weft__explain_note("vm.max_map_count", -ENOMEM);
 	return -ENOMEM;
+}
+
+/* One try at a new slab. Return: 0, -ENOMEM, or -EAGAIN (plan the guards again). */
+static int grow_once(struct weft__stacks *s)
+{
+	bool guarded;
+	size_t count = s->next_slab;
+	size_t len;
+	int rc = plan_guards(s, &guarded, &count);
+
+	if (rc < 0)
+		return rc;
+
+	size_t slot = s->slot + (guarded ? s->page : 0);
+	bool huge = !guarded && slot == s->page && s->thp;
+
+	if (huge)
+		count = round_up(count, HUGE / slot);
+
+	char *map = map_slab(s, count, slot, huge, &len);
+	struct weft__slab *slab = malloc(sizeof(*slab));
+	struct weft_fiber *fibers = aligned_alloc(64, count * sizeof(*fibers));
+
+	if (!map || !slab || !fibers) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	memset(fibers, 0, count * sizeof(*fibers));
+	if (mprotect(map, s->page, PROT_NONE) != 0) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	if (guarded && install_guards(s, map + 2 * s->page, count, slot) < 0) {
+		rc = guards_refused(s);
+		goto out_free;
+	}
+	*slab = (struct weft__slab){ .base = map, .len = len, .count = count, .fibers = fibers };
+	add_slab(s, slab, slot, guarded, huge);
+	return 0;
+
+out_free:
+	if (map)
+		munmap(map, len);
+	free(slab);
+	free(fibers);
+	return rc;
+}
+
+/* Map a new slab; -ENOMEM if the kernel refuses. */
+static int grow(struct weft__stacks *s)
+{
+	int rc;
+
+	if (!s->probed)
+		probe_markers(s);
+	/* Each retry has one way fewer to guard the stacks: it ends. */
+	while ((rc = grow_once(s)) == -EAGAIN)
+		;
+	return rc;
 }
 
 /*

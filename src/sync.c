@@ -1,77 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Wait queues, and the mutex and condition variable built on them. A waiter
- * record lives on the parked fiber's stack; the fiber that completes a wait
- * unlinks it, fills it and wakes its owner, so a woken waiter never touches
- * the queue again. A waiter woken by its deadline or a cancel instead is
- * still linked and unlinks itself, unless a waker completed it first: then
- * the hand-off stands and the wait succeeded.
+ * The mutex and condition variable of fibers, on the wait queues of wait.c.
+ * The fiber that completes a wait unlinks the waiter, fills it and wakes its
+ * owner, so a woken waiter never touches the queue again. A waiter woken by
+ * its deadline or a cancel is still linked and unlinks itself, unless a
+ * waker completed it first: then the hand-off stands and the wait succeeded
+ * (the mutex was handed over, the signal taken).
  */
-#include "internal.h"
+#include "wait.h"
+#include "fiber.h"
 
-#include <errno.h>
 #include <stdlib.h>
-
-static void waitq_init(struct weft__waitq *q)
-{
-	if (!q->head.next)
-		weft__list_init(&q->head);
-}
-
-bool weft__waitq_empty(const struct weft__waitq *q)
-{
-	return !q->head.next || weft__list_empty(&q->head);
-}
-
-struct weft__waiter *weft__waitq_pop(struct weft__waitq *q)
-{
-	if (weft__waitq_empty(q))
-		return NULL;
-
-	struct weft__list *n = q->head.next;
-
-	weft__list_del(n);
-	return weft__container_of(n, struct weft__waiter, link);
-}
-
-void weft__waitq_complete(struct weft__waiter *w, int res)
-{
-	w->res = res;
-	w->done = true;
-	weft__fiber_wake(w->fiber, 0);
-}
-
-/*
- * Park the running fiber on @q until a waker completes @w. Without
- * @handoff, the fiber's deadline and weft_cancel end the wait early; with
- * it only a waker does.
- * Return: w->res once completed; else -ETIMEDOUT or -ECANCELED.
- */
-int weft__waitq_wait(struct weft__waitq *q, struct weft__waiter *w, bool handoff)
-{
-	struct weft_loop *l = weft__tls_loop;
-	struct weft_fiber *self = l->cur;
-	int64_t deadline = handoff ? WEFT_FOREVER : self->deadline;
-
-	w->fiber = self;
-	w->done = false;
-	w->res = 0;
-	waitq_init(q);
-	weft__list_add_before(&q->head, &w->link);
-	while (!w->done) {
-		/* A cancel wakes it; it then takes itself off the queue, unless completed. */
-		int rc = weft__fiber_park(
-		    l, self, handoff ? &weft__wait_handoff : &weft__wait_event, deadline);
-
-		if (w->done)
-			break;
-		if (rc < 0 && !handoff) {
-			weft__list_del(&w->link);
-			return rc;
-		}
-	}
-	return w->res;
-}
 
 /* ---- mutex ------------------------------------------------------------------ */
 
@@ -94,6 +33,7 @@ int weft_mutex_create(weft_mutex **out)
 	return 0;
 }
 
+/* Take @m back after a condition wait: uninterrupted, as pthread_cond_wait does. */
 static void lock_handoff(struct weft_mutex *m, struct weft_fiber *self)
 {
 	struct weft__waiter w;
@@ -102,7 +42,8 @@ static void lock_handoff(struct weft_mutex *m, struct weft_fiber *self)
 		m->owner = self;
 		return;
 	}
-	weft__waitq_wait(&m->waiters, &w, true);
+	weft__waiter_init(&w, 0);
+	weft__waitq_wait(&m->waiters, &w);
 }
 
 int weft_mutex_lock(weft_mutex *m)
@@ -113,7 +54,7 @@ int weft_mutex_lock(weft_mutex *m)
 	if (!m)
 		return -EINVAL;
 
-	int rc = weft__op_check(&self);
+	int rc = weft__fiber_check(&self);
 
 	if (rc == 0)
 		rc = weft__bind_thread(&m->home);
@@ -125,7 +66,8 @@ int weft_mutex_lock(weft_mutex *m)
 		m->owner = self;
 		return 0;
 	}
-	return weft__waitq_wait(&m->waiters, &w, false); /* owner set by unlock */
+	weft__waiter_init(&w, WEFT__WAIT_EARLY);
+	return weft__waitq_wait(&m->waiters, &w); /* owner set by unlock */
 }
 
 int weft_mutex_trylock(weft_mutex *m)
@@ -157,7 +99,7 @@ void weft_mutex_unlock(weft_mutex *m)
 
 	m->owner = w ? w->fiber : NULL; /* FIFO hand-off: no barging */
 	if (w)
-		weft__waitq_complete(w, 0);
+		weft__waiter_wake(w, 0);
 }
 
 void weft_mutex_destroy(weft_mutex *m)
@@ -210,7 +152,8 @@ int weft_cond_wait(weft_cond *c, weft_mutex *m)
 	if (rc < 0)
 		return rc; /* still holding m, as promised */
 	weft_mutex_unlock(m);
-	rc = weft__waitq_wait(&c->waiters, &w, false);
+	weft__waiter_init(&w, WEFT__WAIT_EARLY);
+	rc = weft__waitq_wait(&c->waiters, &w);
 	lock_handoff(m, self);
 	return rc;
 }
@@ -221,7 +164,7 @@ void weft_cond_signal(weft_cond *c)
 	    c && weft__bind_thread(&c->home) == 0 ? weft__waitq_pop(&c->waiters) : NULL;
 
 	if (w)
-		weft__waitq_complete(w, 0);
+		weft__waiter_wake(w, 0);
 }
 
 void weft_cond_broadcast(weft_cond *c)
@@ -231,7 +174,7 @@ void weft_cond_broadcast(weft_cond *c)
 	if (!c || weft__bind_thread(&c->home) < 0)
 		return;
 	while ((w = weft__waitq_pop(&c->waiters)))
-		weft__waitq_complete(w, 0);
+		weft__waiter_wake(w, 0);
 }
 
 void weft_cond_destroy(weft_cond *c)

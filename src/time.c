@@ -2,37 +2,17 @@
 /*
  * Clock, sleep and deadlines. A sleeping fiber parks with its wake-up time
  * in the loop's timer heap (heap.c); the tick waits in the kernel until
- * the nearest one, and weft__timers_fire wakes whoever is due. The other
+ * the nearest one, and weft__fiber_timers_fire wakes whoever is due. The other
  * design, one kernel timeout per sleep, is WEFT_TIMERS_KERNEL.
  */
-#include "internal.h"
-
-#include <errno.h>
-#include <time.h>
-
-int64_t weft__clock_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * WEFT_SEC + ts.tv_nsec;
-}
+#include "op.h"
+#include "opdef.h"
 
 int64_t weft_now(void)
 {
 	struct weft_loop *l = weft__tls_loop;
 
 	return l ? l->be->now(l) : weft__clock_now();
-}
-
-void weft__timers_fire(struct weft_loop *l, int64_t now)
-{
-	struct weft__heap *h = &l->timers;
-
-	while (h->len > 0 && h->v[0].deadline <= now) {
-		l->stats.timers_fired++;
-		weft__fiber_wake(h->v[0].fiber, -ETIMEDOUT); /* takes it off the heap */
-	}
 }
 
 /* One kernel timeout until @until; 0 when it expires. */

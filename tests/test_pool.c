@@ -53,7 +53,9 @@ static void *poster(void *arg)
 		    weft_pool_loop(the_pool, (unsigned)(slot % weft_pool_size(the_pool)));
 		int rc;
 
-		while ((rc = weft_loop_post(to, count_post, (void *)(uintptr_t)slot)) == -ENOMEM)
+		/* -EAGAIN: the loop is max_posts behind (back-pressure); -ENOMEM: out of memory. */
+		while ((rc = weft_loop_post(to, count_post, (void *)(uintptr_t)slot)) == -ENOMEM ||
+		       rc == -EAGAIN)
 			usleep(100);
 		if (rc != 0)
 			atomic_fetch_add(&post_errors, 1);

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The stack pool (stack.c): slabs of fiber stacks with their control
+ * blocks, guard pages or red zones, trimming of cold stacks, and the
+ * SIGSEGV reporter that names a fiber whose stack overflowed.
+ */
+#ifndef WEFT_STACK_H
+#define WEFT_STACK_H
+
+#include "types.h"
+
+#pragma GCC visibility push(hidden)
+
+/* Set up @s for @cfg (nothing is mapped until the first allocation). */
+void weft__stacks_init(struct weft__stacks *s, const weft_config *cfg);
+/* The stack freed last, with a zeroed control block; NULL when out of memory. */
+struct weft_fiber *weft__stack_alloc(struct weft__stacks *s);
+/* Give a stack back: its fiber is DONE and owes the kernel nothing. */
+void weft__stack_free(struct weft__stacks *s, struct weft_fiber *f);
+void weft__stacks_fini(struct weft__stacks *s);
+/* At a switch away from an unguarded stack: abort if it overflowed. */
+void weft__stack_check(const struct weft__stacks *s, const struct weft_fiber *f);
+/* The guard-page fault reporter, while any loop exists (counted). */
+void weft__stack_segv_install(void);
+void weft__stack_segv_release(void);
+#if WEFT_STACK_CENSUS
+void weft__census_record(struct weft_loop *l, const struct weft_fiber *f);
+void weft__census_report(struct weft_loop *l);
+#endif
+
+#pragma GCC visibility pop
+
+#endif

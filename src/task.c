@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The public calls on fibers: spawn, go, join, cancel, yield, self. A call
+ * on this loop's fibers goes straight to fiber.c; one that reaches another
+ * thread's loop goes through remote.c (a post, or the pool's protocol).
+ */
+#include "fiber.h"
+#include "remote.h"
+
+int weft_spawn(weft_loop *loop, weft_fn fn, void *arg, weft_fiber **out)
+{
+	if (!fn)
+		return -EINVAL;
+	if (!loop)
+		loop = weft__tls_loop;
+	if (!loop)
+		return -EPERM;
+	if (WEFT__UNLIKELY(weft__loop_foreign(loop)))
+		/* Another thread's loop: a detached fiber goes by post, a joinable one by asking.
+		 */
+		return out ? weft__remote_spawn(loop, fn, arg, out) : weft_loop_post(loop, fn, arg);
+	return weft__fiber_spawn(loop, fn, arg, out == NULL, out);
+}
+
+int weft_go(weft_fn fn, void *arg)
+{
+	return weft_spawn(NULL, fn, arg, NULL);
+}
+
+weft_fiber *weft_self(void)
+{
+	struct weft_loop *l = weft__tls_loop;
+
+	return l ? l->cur : NULL;
+}
+
+int weft_cancelled(void)
+{
+	struct weft_fiber *f = weft_self();
+
+	return f && f->cancelled;
+}
+
+void weft_yield(void)
+{
+	struct weft_loop *l = weft__tls_loop;
+	struct weft_fiber *self = l ? l->cur : NULL;
+
+	if (!self)
+		return;
+	self->state = WEFT__FIBER_READY;
+	weft__runq_push(l, self);
+	weft__fiber_schedule(l, self);
+}
+
+int weft_join(weft_fiber *f, int *result)
+{
+	struct weft_loop *l = weft__tls_loop;
+	struct weft_fiber *self = l ? l->cur : NULL;
+
+	if (!f)
+		return -EINVAL;
+	if (!self)
+		return -EPERM;
+	if (f == self)
+		return -EDEADLK;
+	if (f->loop != l && !weft__remote_same_pool(l, f->loop))
+		return -EXDEV;
+	if (f->detached || (f->loop == l && f->state == WEFT__FIBER_FREE))
+		return -EINVAL;
+	return weft__remote_join(self, f, result);
+}
+
+int weft_cancel(weft_fiber *f)
+{
+	if (!f)
+		return -EINVAL;
+	if (WEFT__UNLIKELY(weft__loop_foreign(f->loop))) {
+		/* A loop of the same pool asks the fiber's loop to cancel it. */
+		if (!weft__remote_same_pool(weft__tls_loop, f->loop))
+			return -EXDEV;
+		return weft__remote_cancel(f);
+	}
+	weft__fiber_cancel(f);
+	return 0;
+}
