@@ -3,7 +3,7 @@
  * The little that belongs to no module: the thread-local words every layer
  * reads, the report of a broken invariant, and the version.
  */
-#include "types.h"
+#include "base.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,11 +11,11 @@
 __thread struct weft_loop *weft__tls_loop __attribute__((tls_model("initial-exec")));
 __thread char weft__thread_tag __attribute__((tls_model("initial-exec")));
 
-_Noreturn void weft__bug(const struct weft_fiber *f, const char *file, int line, const char *what)
+_Noreturn void weft__bug(uint32_t id, const void *fn, const char *file, int line, const char *what)
 {
-	if (f)
-		fprintf(stderr, "weft: BUG in fiber %u (fn %p) at %s:%d: %s\n", f->id,
-			(void *)(uintptr_t)f->fn, file, line, what);
+	if (id)
+		fprintf(stderr, "weft: BUG in fiber %u (fn %p) at %s:%d: %s\n", id, fn, file, line,
+			what);
 	else
 		fprintf(stderr, "weft: BUG in the scheduler at %s:%d: %s\n", file, line, what);
 	abort();

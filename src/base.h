@@ -48,14 +48,25 @@
 #define WEFT__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 struct weft_fiber;
+struct weft_loop;
+
+/* The loop running on this thread (NULL outside weft_loop_run). */
+extern __thread struct weft_loop *weft__tls_loop __attribute__((tls_model("initial-exec")));
 
 /*
  * A broken invariant (a corrupted stack, a completion for an operation not
- * in flight): print the fiber (NULL: the scheduler), file and line, and
- * abort, in release builds too.
+ * in flight): print the fiber (its id and function; id 0: the scheduler),
+ * file and line, and abort, in release builds too. WEFT__BUG(f, what) takes
+ * the fiber, or NULL.
  */
-_Noreturn void weft__bug(const struct weft_fiber *f, const char *file, int line, const char *what);
-#define WEFT__BUG(f, what) weft__bug((f), __FILE__, __LINE__, (what))
+_Noreturn void weft__bug(uint32_t id, const void *fn, const char *file, int line, const char *what);
+#define WEFT__BUG(f, what)                                                                         \
+	__extension__({                                                                            \
+		const struct weft_fiber *bug_f_ = (f);                                             \
+		weft__bug(bug_f_ ? bug_f_->id : 0,                                                 \
+			  bug_f_ ? (const void *)(uintptr_t)bug_f_->fn : NULL, __FILE__, __LINE__, \
+			  (what));                                                                 \
+	})
 
 /* Now on CLOCK_MONOTONIC, in ns. */
 static inline int64_t weft__clock_now(void)

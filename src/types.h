@@ -272,9 +272,6 @@ struct weft_loop {
 #endif
 };
 
-/* The loop running on this thread (NULL outside weft_loop_run). */
-extern __thread struct weft_loop *weft__tls_loop __attribute__((tls_model("initial-exec")));
-
 /*
  * Whether @l belongs to another thread than the caller's: its creator's
  * until its first run, then the thread that ran it (weft_loop_run refuses
