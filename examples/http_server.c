@@ -69,6 +69,30 @@ static int answer(int fd, const char *req, size_t len)
 	return !close_after;
 }
 
+/*
+ * Close a connection whose request bytes may still be unread (an answer
+ * that closes, a request too large): closing with unread data makes the
+ * kernel reset the connection, and the reset can overtake the answer on its
+ * way to the client. So shut our side down first (the answer, then FIN, go
+ * out in order) and read what the client still sends, for at most a second
+ * and 1 MiB, before the close (what nginx calls a lingering close).
+ */
+static void linger_close(int fd, char *buf, size_t cap)
+{
+	int64_t mine = weft_now() + WEFT_SEC;
+	int64_t outer = weft_set_deadline(mine);
+	size_t drained = 0;
+	ssize_t n;
+
+	if (outer != WEFT_FOREVER && outer < mine)
+		weft_set_deadline(outer); /* the caller's deadline is sooner: keep it */
+	if (weft_shutdown(fd, SHUT_WR) == 0)
+		while (drained < (1u << 20) && (n = weft_recv(fd, buf, cap, 0)) > 0)
+			drained += (size_t)n;
+	weft_set_deadline(outer);
+	weft_close(fd);
+}
+
 static int conn(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
@@ -97,11 +121,13 @@ static int conn(void *arg)
 
 		ssize_t n = weft_recv(fd, buf + have, sizeof(buf) - have, 0);
 
-		if (n <= 0)
-			break;
+		if (n <= 0) {
+			weft_close(fd); /* the peer is gone, or it failed: nothing to linger for */
+			return 0;
+		}
 		have += (size_t)n;
 	}
-	weft_close(fd);
+	linger_close(fd, buf, sizeof(buf));
 	return 0;
 }
 

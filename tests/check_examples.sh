@@ -64,6 +64,35 @@ timeout 5 cat <&3 >"$tmp/resp" || fail "http_server did not close after Connecti
 grep -q '^HTTP/1.1 404' "$tmp/resp" || fail "expected a 404"
 [ "$(grep -c '^hello, world' "$tmp/resp")" = 2 ] || fail "expected two bodies"
 exec 3>&-
+# A request too large gets its 431, every time, by a client that sends all
+# of it before reading: the server shuts its side down and drains what
+# still comes before it closes (a close with unread bytes resets the
+# connection, and the client's next send then fails before it reads).
+got431=$(python3 - "$port" <<'PY'
+import socket, sys, time
+port, ok = int(sys.argv[1]), 0
+for _ in range(20):
+    s = socket.create_connection(("127.0.0.1", port))
+    data = b""
+    try:
+        # A client that sends its whole (too large) request before it reads.
+        s.sendall(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 9000)
+        for _ in range(8):
+            time.sleep(0.005)
+            s.sendall(b"a" * 4096)
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            data += d
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    ok += data.startswith(b"HTTP/1.1 431")
+    s.close()
+print(ok)
+PY
+) || fail "the 431 check could not run"
+[ "$got431" = 20 ] || fail "http_server's 431 arrived $got431 times of 20"
 kill -TERM $pid
 wait $pid || fail "http_server exited with $?"
 

@@ -8,6 +8,7 @@
 #include "helpers.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -573,9 +574,72 @@ static void test_read_that_completes_anyway_keeps_its_data(void **state)
 	assert_true(r.cancelled >= r.rounds / 3); /* order 2 always cancels */
 }
 
+/* ---- an open that blocks: a FIFO with no writer ---------------------------------- */
+
+struct fifo_open {
+	char path[64];
+	int rc;
+	int64_t took;
+};
+
+static int open_fifo_bounded(void *arg)
+{
+	struct fifo_open *f = arg;
+	int64_t t0 = weft_now();
+
+	weft_set_deadline(t0 + 50 * WEFT_MSEC);
+	f->rc = weft_open(f->path, O_RDONLY | O_CLOEXEC, 0);
+	f->took = weft_now() - t0;
+	if (f->rc >= 0)
+		close(f->rc);
+	return 0;
+}
+
+static int cancel_open_fifo(void *arg)
+{
+	struct fifo_open *f = arg;
+	weft_fiber *fib;
+
+	if (weft_spawn(NULL, open_fifo_bounded, f, &fib) < 0)
+		return -ENOMEM;
+	weft_sleep(10 * WEFT_MSEC);
+	weft_cancel(fib);
+	return weft_join(fib, NULL);
+}
+
+/*
+ * A FIFO's open for reading waits for a writer that never comes: the
+ * fiber's deadline (or a cancel) ends it on time, whoever runs it. On epoll,
+ * and where the kernel lacks the opcode, it runs on a worker, which the
+ * fiber leaves behind. io_uring's own open does not wait for a writer (it
+ * opens the FIFO at once), so there an fd may come back at once instead.
+ */
+static void test_open_of_a_fifo_with_no_writer_ends_at_deadline_or_cancel(void **state)
+{
+	struct fifo_open f = { .rc = 1 };
+
+	(void)state;
+	snprintf(f.path, sizeof(f.path), "/tmp/weft-fifo-%d", (int)getpid());
+	unlink(f.path);
+	assert_int_equal(mkfifo(f.path, 0600), 0);
+	bool waits = !t_on_uring() || getenv("WEFT_DISABLE_OPS");
+
+	assert_int_equal(t_run(open_fifo_bounded, &f), 0);
+	print_message("open with a 50 ms deadline: %d after %.1f ms\n", f.rc, f.took / 1e6);
+	assert_true(f.rc == -ETIMEDOUT || (!waits && f.rc >= 0));
+	assert_true(f.rc >= 0 || f.took >= 50 * WEFT_MSEC);
+	assert_true(f.took < 1000 * WEFT_MSEC);
+	f.rc = 1;
+	assert_int_equal(t_run(cancel_open_fifo, &f), 0);
+	assert_true(f.rc == -ECANCELED || (!waits && f.rc >= 0));
+	assert_true(f.took < 1000 * WEFT_MSEC);
+	unlink(f.path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_open_of_a_fifo_with_no_writer_ends_at_deadline_or_cancel),
 		cmocka_unit_test(test_64mib_file_written_and_read_back_concurrently),
 		cmocka_unit_test(test_short_reads_positions_vectors_and_path_operations),
 		cmocka_unit_test(test_fallbacks_for_opcodes_the_kernel_lacks),

@@ -621,6 +621,7 @@ static void test_misspelt_environment_is_refused_with_a_sentence(void **state)
 		{ "WEFT_SQPOLL", "yes", "0 or 1" },
 		{ "WEFT_DISABLE_OPS", "abc", "IORING_OP_*" },
 		{ "WEFT_DISABLE_OPS", "55;37", "IORING_OP_*" },
+		{ "WEFT_GUARD_MARKERS", "of", "auto or off" },
 	};
 	const char *mode = getenv("WEFT_RING_MODE");
 	char *saved = mode ? strdup(mode) : NULL;
@@ -807,6 +808,56 @@ static void test_threads_that_made_loops_leave_nothing_behind(void **state)
 	/* The leak checker of the sanitized run fails the suite if 64 KiB stayed per thread. */
 }
 
+/* ---- operations the backend cannot run -------------------------------------------- */
+
+static int recv_one_byte(void *arg)
+{
+	const int *sv = arg;
+	char c;
+
+	weft_set_deadline(weft_now() + 2 * WEFT_SEC);
+	return (int)weft_recv(sv[0], &c, 1, 0);
+}
+
+/* Run recv_one_byte on a loop made with WEFT_DISABLE_OPS=@ops. */
+static int recv_without(const char *ops, const int *sv)
+{
+	int rc;
+
+	setenv("WEFT_DISABLE_OPS", ops, 1);
+	rc = t_run(recv_one_byte, (void *)sv);
+	unsetenv("WEFT_DISABLE_OPS");
+	return rc;
+}
+
+/*
+ * Where the kernel lacks IORING_OP_RECV, a recv runs as its row says: a
+ * poll of its readiness, then recv(2). Where POLL_ADD is missing too, it
+ * cannot run: -EOPNOTSUPP, and weft_loop_explain names the operation.
+ */
+static void test_op_without_its_opcode_falls_back_or_fails_eopnotsupp_explained(void **state)
+{
+	int sv[2];
+
+	(void)state;
+	if (!t_on_uring() || getenv("WEFT_DISABLE_OPS"))
+		skip();
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(write(sv[1], "xy", 2), 2);
+	assert_int_equal(recv_without("27", sv), 1); /* ready: the try answers at once */
+	assert_int_equal(recv_without("27", sv), 1);
+	assert_int_equal(recv_without("27", sv), -ETIMEDOUT); /* it polled, up to the deadline */
+	assert_int_equal(recv_without("27,6", sv), -EOPNOTSUPP);
+
+	const char *why = weft_loop_explain(-EOPNOTSUPP);
+
+	print_message("%s\n", why);
+	assert_non_null(strstr(why, "recv"));
+	assert_non_null(strstr(why, "io_uring"));
+	close(sv[0]);
+	close(sv[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -826,6 +877,8 @@ int main(void)
 		cmocka_unit_test(test_every_ring_mode),
 		cmocka_unit_test(test_sqpoll_submits_without_entering),
 		cmocka_unit_test(test_explain_names_the_fix),
+		cmocka_unit_test(
+		    test_op_without_its_opcode_falls_back_or_fails_eopnotsupp_explained),
 		cmocka_unit_test(test_version_matches_header),
 		cmocka_unit_test(test_fork_child_cannot_touch_the_parents_ring),
 		cmocka_unit_test(test_auto_falls_back_to_epoll_where_io_uring_is_refused),

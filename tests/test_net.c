@@ -107,7 +107,9 @@ static void test_ping_pong_over_socketpair(void **state)
 	assert_int_equal(t.a.bad, 0);
 	assert_int_equal(t.a.err, 0);
 	assert_int_equal(t.b.err, 0);
-	assert_true(st.sqes >= 4 * ROUNDS);
+	/* Each send and recv is an op for the backend, unless it runs a fallback in place. */
+	if (!getenv("WEFT_DISABLE_OPS"))
+		assert_true(st.sqes >= 4 * ROUNDS);
 	close(t.sv[0]);
 	close(t.sv[1]);
 }

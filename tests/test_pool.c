@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -880,6 +881,52 @@ static void test_wakes_go_by_msg_ring_or_the_eventfd_forced(void **state)
 	unsetenv("WEFT_WAKE");
 }
 
+/* ---- signals stay with the program's own threads -------------------------------------- */
+
+static _Atomic int term_blocked[3];
+static _Atomic int worker_blocked = -1;
+
+static int sigterm_blocked(void)
+{
+	sigset_t set;
+
+	pthread_sigmask(SIG_BLOCK, NULL, &set);
+	return sigismember(&set, SIGTERM);
+}
+
+static int worker_mask(void *arg)
+{
+	(void)arg;
+	return sigterm_blocked();
+}
+
+static int note_mask(void *arg)
+{
+	int r = 0;
+
+	(void)arg;
+	atomic_store(&term_blocked[weft_loop_index()], sigterm_blocked());
+	if (weft_loop_index() == 1 && weft_offload(worker_mask, NULL, &r) == 0)
+		atomic_store(&worker_blocked, r);
+	return 0;
+}
+
+/*
+ * Every thread weft starts (a pool's loops beyond the first, workers) has
+ * every signal blocked, so a SIGTERM goes to the program's own threads (its
+ * signalfd or handler), never to a loop thread that would die of it. Loop 0
+ * runs on the caller's thread and keeps the caller's mask.
+ */
+static void test_threads_weft_starts_block_signals(void **state)
+{
+	(void)state;
+	assert_int_equal(weft_main_pool(3, note_mask, NULL), 0);
+	assert_int_equal(atomic_load(&term_blocked[0]), sigterm_blocked());
+	assert_int_equal(atomic_load(&term_blocked[1]), 1);
+	assert_int_equal(atomic_load(&term_blocked[2]), 1);
+	assert_int_equal(atomic_load(&worker_blocked), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -900,6 +947,7 @@ int main(void)
 		cmocka_unit_test(test_shared_channel_producers_and_consumers_on_every_loop),
 		cmocka_unit_test(test_shared_channel_close_drains_and_waits_end_early),
 		cmocka_unit_test(test_wakes_go_by_msg_ring_or_the_eventfd_forced),
+		cmocka_unit_test(test_threads_weft_starts_block_signals),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

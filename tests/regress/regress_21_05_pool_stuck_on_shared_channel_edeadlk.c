@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Issue 21, defect 5: a pool whose every fiber waited on a shared channel
+ * never returned from weft_pool_run, while a plain loop in the same state
+ * says -EDEADLK.
+ *
+ * Checked: every loop's fiber receiving on a shared channel nobody sends on
+ * (and one joining another loop's fiber that waits the same way) makes
+ * weft_pool_run return -EDEADLK, and weft_pool_destroy cancels them all;
+ * the same wait ended by a send from loop 0 after 50 ms is no deadlock;
+ * a plain loop whose fiber waits on a shared channel of its own says
+ * -EDEADLK; one that a thread outside weft used may still get an element
+ * from there, and is not declared stuck.
+ */
+#include "../helpers.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+static weft_chan *ch;
+static weft_pool *pool;
+static _Atomic int got, cancelled, join_rc = 1;
+
+static int wait_forever(void *arg)
+{
+	int v;
+	int rc;
+
+	(void)arg;
+	if (weft_loop_index() == 1) {
+		weft_fiber *f;
+
+		/* Loop 1 also joins a fiber of loop 2 that waits the same way. */
+		if (weft_spawn(weft_pool_loop(pool, 2), wait_forever, NULL, &f) == 0)
+			atomic_store(&join_rc, weft_join(f, NULL));
+	}
+	rc = weft_chan_recv(ch, &v);
+	if (rc == -ECANCELED)
+		atomic_fetch_add(&cancelled, 1);
+	return 0;
+}
+
+static void test_pool_waiting_on_itself_is_a_deadlock(void **state)
+{
+	(void)state;
+	assert_int_equal(weft_chan_create_shared(&ch, 0, sizeof(int)), 0);
+	assert_int_equal(weft_pool_create(&pool, 3, NULL), 0);
+	assert_int_equal(weft_pool_run(pool, wait_forever, NULL), -EDEADLK);
+	weft_pool_destroy(pool);
+	/* 4 receivers: one per loop, one more on loop 2, which loop 1 joins. */
+	assert_int_equal(atomic_load(&cancelled), 4);
+	/* The join is cancelled, or completed by the joined fiber's return, if that came first. */
+	assert_true(atomic_load(&join_rc) == -ECANCELED || atomic_load(&join_rc) == 0);
+	weft_chan_destroy(ch);
+}
+
+static int send_later_or_receive(void *arg)
+{
+	int v = 7;
+
+	(void)arg;
+	if (weft_loop_index() == 0) {
+		weft_sleep(50 * WEFT_MSEC);
+		for (unsigned i = 1; i < weft_pool_size(pool); i++)
+			if (weft_chan_send(ch, &v) != 0)
+				return -1;
+		return 0;
+	}
+	if (weft_chan_recv(ch, &v) == 0 && v == 7)
+		atomic_fetch_add(&got, 1);
+	return 0;
+}
+
+static void test_pool_waiting_for_a_sender_of_its_own_is_not(void **state)
+{
+	(void)state;
+	assert_int_equal(weft_chan_create_shared(&ch, 0, sizeof(int)), 0);
+	assert_int_equal(weft_pool_create(&pool, 3, NULL), 0);
+	assert_int_equal(weft_pool_run(pool, send_later_or_receive, NULL), 0);
+	assert_int_equal(atomic_load(&got), 2);
+	weft_pool_destroy(pool);
+	weft_chan_destroy(ch);
+}
+
+static int recv_one(void *arg)
+{
+	int v;
+
+	(void)arg;
+	return weft_chan_recv(ch, &v) == 0 && v == 9 ? 0 : -1;
+}
+
+static void *send_from_outside(void *arg)
+{
+	int v = 9;
+
+	(void)arg;
+	usleep(50000);
+	while (weft_chan_try_send(ch, &v) == -EAGAIN)
+		usleep(1000);
+	return NULL;
+}
+
+static void test_plain_loop_waiting_on_its_own_shared_channel(void **state)
+{
+	weft_loop *l;
+	pthread_t t;
+
+	(void)state;
+	assert_int_equal(weft_chan_create_shared(&ch, 0, sizeof(int)), 0);
+	assert_int_equal(weft_loop_create(&l, NULL), 0);
+	assert_int_equal(weft_spawn(l, recv_one, NULL, NULL), 0);
+	assert_int_equal(weft_loop_run(l), -EDEADLK);
+	weft_loop_destroy(l);
+	weft_chan_destroy(ch);
+	/* Used from a thread outside weft: a wait on it is owed from there. */
+	assert_int_equal(weft_chan_create_shared(&ch, 0, sizeof(int)), 0);
+	assert_int_equal(weft_chan_try_recv(ch, &(int){ 0 }), -EAGAIN);
+	assert_int_equal(pthread_create(&t, NULL, send_from_outside, NULL), 0);
+	assert_int_equal(weft_main(recv_one, NULL), 0);
+	pthread_join(t, NULL);
+	weft_chan_destroy(ch);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pool_waiting_on_itself_is_a_deadlock),
+		cmocka_unit_test(test_pool_waiting_for_a_sender_of_its_own_is_not),
+		cmocka_unit_test(test_plain_loop_waiting_on_its_own_shared_channel),
+	};
+
+	if (!t_io_uring_usable())
+		return 77;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
