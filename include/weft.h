@@ -12,9 +12,14 @@
  * malloc, getaddrinfo) may change errno: do not expect it to survive a weft
  * call.
  *
- * Threads: a loop and every object made from it are used only from the
- * thread that created the loop. Nothing here is thread-safe except where a
- * comment says so.
+ * Threads: a loop belongs to the thread that created it until its first
+ * weft_loop_run, then to the thread that ran it. Channels, mutexes,
+ * conditions and groups belong to the first thread that uses them (a call
+ * from another thread fails -EXDEV rather than race). Nothing here is
+ * thread-safe except where a comment says so (weft_loop_post, shared
+ * channels, weft_pool_cancel, the calls marked "any thread"). Every thread
+ * weft starts (a pool's loops beyond the first, worker threads) has every
+ * signal blocked: signals reach only the program's own threads.
  *
  * A blocking libc call (getaddrinfo, a read of a slow disk without weft,
  * sleep(3)) made inside a fiber stalls every fiber of its loop.
@@ -113,7 +118,10 @@ enum weft_timer_mode {
 #define WEFT_STACK_GUARDS_ALL UINT32_MAX
 
 typedef struct weft_config {
-	/* SQ ring entries, a power of two in [1, 32768]. Default 256. */
+	/*
+	 * SQ ring entries, a power of two in [2, 32768] (an op and its linked
+	 * timeout take two at once). Default 256.
+	 */
 	uint32_t sq_entries;
 	/* CQ ring entries, at least twice sq_entries. 0: 8 * sq_entries. */
 	uint32_t cq_entries;
@@ -168,8 +176,12 @@ typedef struct weft_config {
 	/* Most fibers alive at once; weft_spawn fails -EAGAIN past it. Default 4194304. */
 	uint32_t max_fibers;
 	/*
-	 * Most worker threads of this loop's weft_offload pool, started as
-	 * jobs need them, in [1, 1024]. Default 4.
+	 * Most weft_offload calls of this loop that run at once on its worker
+	 * threads, in [1, 1024]. Default 4. The loop has one pool of worker
+	 * threads, started as jobs need them; its other jobs (the epoll
+	 * backend's file operations, operations the kernel lacks the opcode
+	 * of, name resolution) are bounded apart, by iowq_bounded (default 16),
+	 * so neither kind can starve the other.
 	 */
 	uint32_t offload_threads;
 	/*
@@ -203,11 +215,19 @@ typedef struct weft_config {
 	 * 5.12); an error of weft's own settings (EINVAL) is returned instead.
 	 * weft_loop_backend() says which one a loop got, weft_loop_explain(0)
 	 * why. On epoll, operations on regular files and the other operations
-	 * epoll cannot wait for (fsync, openat, statx, ...) run on worker
-	 * threads of the loop (at most iowq_bounded, default 16); reads served
-	 * by the page cache and every socket operation run on the loop's
-	 * thread. SQPOLL, ring_mode and sq_entries mean nothing there. See
-	 * weft_connect for the one fd flag the epoll backend touches.
+	 * epoll cannot wait for (fsync, openat, statx, ...) run on the loop's
+	 * worker threads (at most iowq_bounded at once, default 16), each on a
+	 * duplicate of its descriptors, as io_uring holds a reference to the
+	 * file (so a close never waits for a worker; at the RLIMIT_NOFILE limit
+	 * such an operation fails -EMFILE). The fiber's deadline and a cancel
+	 * end every one of them on time: one that reads and fills no data
+	 * buffer (openat, statx, fsync, unlink, rename, mkdir, fallocate,
+	 * ftruncate) is left to the worker, which releases what it makes later
+	 * (an fd); a read or write a worker runs in the caller's buffer is
+	 * waited for, as with io_uring. Reads served by the page cache and every
+	 * socket operation run on the loop's thread. SQPOLL, ring_mode and
+	 * sq_entries mean nothing there. See weft_connect for the one fd flag
+	 * the epoll backend touches.
 	 */
 	uint32_t backend;
 	/*
@@ -326,11 +346,14 @@ int weft_loop_create(weft_loop **loop, const weft_config *cfg);
  * Context: outside any fiber; the first run may be on any thread (the loop
  * moves there from its creator's: create a loop, spawn its first fibers,
  * hand it to a thread that runs it), every later run on that same thread.
+ * Posts that arrived while the loop was not running run first.
  * Return: 0 when no fiber is left; -EBUSY if a loop already runs on this
- * thread; -EXDEV on another thread than the one of its first run (its
- * io_uring ring is bound to that thread then; weft_loop_explain(-EXDEV)
- * says so); -EDEADLK if every fiber is parked and nothing can wake any of them
- * (no I/O in flight, no timer): the fibers stay parked, and
+ * thread, or another thread runs this one; -EXDEV on another thread than
+ * the one of its first run (its io_uring ring is bound to that thread then;
+ * weft_loop_explain(-EXDEV) says so); -EDEADLK if every fiber is parked and
+ * nothing can wake any of them (no I/O in flight, no timer, no worker or
+ * other thread owing an answer; a wait on a shared channel that only this
+ * loop has used counts as stuck): the fibers stay parked, and
  * weft_loop_destroy() cancels them.
  */
 int weft_loop_run(weft_loop *loop);
@@ -405,9 +428,13 @@ typedef struct weft_pool weft_pool;
 int weft_pool_create(weft_pool **out, unsigned nloops, const weft_config *cfg);
 /*
  * Run @fn(@arg) in a fiber on every loop, each loop on its own thread (the
- * caller's runs loop 0), and return when every loop has run out of fibers
- * and no post is on its way: 0, or the first negative result in loop order
- * (a loop's own failure first). Context: outside any fiber (-EBUSY).
+ * caller's runs loop 0), and return when no loop can make progress any more
+ * and nothing is on its way to any of them: 0 when every fiber has
+ * returned, else the first negative result in loop order (a loop's own
+ * failure first), or -EDEADLK when fibers are left that all wait on each
+ * other (shared channels only the pool's loops have used, joins across
+ * loops; nothing in the kernel, no timer, no worker job): they stay parked,
+ * and weft_pool_destroy cancels them. Context: outside any fiber (-EBUSY).
  */
 int weft_pool_run(weft_pool *p, weft_fn fn, void *arg);
 unsigned weft_pool_size(const weft_pool *p);
@@ -418,7 +445,13 @@ weft_loop *weft_pool_loop(weft_pool *p, unsigned i);
  * carried out there). Context: any thread.
  */
 void weft_pool_cancel(weft_pool *p);
-/* Destroy every loop (each on its own thread) and the pool. Not while it runs. */
+/*
+ * Destroy every loop (each on its own thread) and the pool. Not while it
+ * runs. Posts and cancels that reached a loop after the last run are
+ * carried out first; every loop's inbox is closed before any loop shuts
+ * down, and every loop shuts down (its fibers cancelled and run out, the
+ * others' requests answered) before any is freed.
+ */
 void weft_pool_destroy(weft_pool *p);
 /* weft_pool_create, weft_pool_run, weft_pool_destroy. */
 int weft_main_pool(unsigned nloops, weft_fn fn, void *arg);
@@ -427,13 +460,18 @@ int weft_loop_index(void);
 /*
  * Run @fn(@arg) in a new detached fiber on @loop. Context: any thread,
  * weft's or not, in a fiber or not; never blocks (a lock-free push and, for
- * the first post since the loop last looked, a wake-up through an eventfd).
- * Posts run in the order one thread made them. Return: 0, -EINVAL, -ENOMEM,
- * or -ESHUTDOWN once weft_loop_destroy has begun (posts that got in before
- * still run, and see its cancel). A post that arrives when the loop cannot
+ * the first post since the loop last looked, a wake-up: IORING_OP_MSG_RING
+ * from another io_uring loop, else the loop's eventfd). Posts run in the
+ * order one thread made them. The inbox is bounded: at most
+ * weft_config.max_posts posts (default 65536) may wait to run; past that a
+ * post fails -EAGAIN at once (back-pressure: retry later, or drop the work).
+ * Return: 0, -EINVAL, -ENOMEM, -EAGAIN, or -ESHUTDOWN once
+ * weft_loop_destroy has begun (posts that got in before still run, and see
+ * its cancel). A post that arrives when the loop cannot
  * spawn a fiber (out of memory, max_fibers) is dropped and counted in
  * weft_stats.posts_dropped. A loop outside a pool that runs out of fibers
- * returns from weft_loop_run; posts made then wait for its next run. On
+ * returns from weft_loop_run; posts made then (and before its first run)
+ * wait for its next run, which runs them first. On
  * io_uring, a loop outside a pool listens for wake-ups once it has received
  * its first post: that first one is noticed at its next tick (a completion
  * or a timer), every later one at once.
@@ -484,7 +522,8 @@ int weft_go(weft_fn fn, void *arg);
  * -EDEADLK if @f is the caller; -EBUSY if another fiber is already joining @f; -EPERM outside a
  * fiber; -ETIMEDOUT past the caller's deadline, -ECANCELED if the caller is cancelled (in both
  * cases @f stays joinable). A fiber that has already returned is joined
- * without blocking, even by a cancelled caller.
+ * without blocking, even by a cancelled caller, and so is one whose return
+ * came at the same time as the caller's cancel or deadline.
  */
 int weft_join(weft_fiber *f, int *result);
 
@@ -536,21 +575,25 @@ typedef struct weft_call {
  * Return: 0, or the first negative result in call order; -EINVAL if @calls
  * is NULL with @n > 0 or a fn is NULL (nothing runs); -EPERM outside a fiber;
  * -ECANCELED if the caller was already cancelled (nothing runs, each result
- * is -ECANCELED). If only some children could be spawned (-ENOMEM, -EAGAIN),
- * the rest get that error as their result, the spawned ones are cancelled
+ * is -ECANCELED); -ENOMEM. A partial spawn failure: a call whose fiber
+ * cannot be spawned (-ENOMEM, -EAGAIN) gets that error as its result, and so
+ * does every call not started yet; the calls already running are cancelled
  * and waited for, and that error is returned.
  */
 int weft_gather(weft_call *calls, size_t n);
 
 /*
  * weft_gather spread over @p's loops: call i runs on loop (this loop's
- * index + i) mod size, in a fiber of that loop. Same rules as weft_gather:
- * the calls inherit the caller's deadline, a cancel of the caller passes to
- * every call (posted to the other loops and carried out there), the caller
- * waits for every call to return, and the result is 0 or the first negative
- * result in call order (-ECANCELED at once, nothing run, if the caller was
- * already cancelled). Context: a fiber of one of @p's loops (-EXDEV from any
- * other loop, -EPERM outside fibers). Return: also -EINVAL, -ENOMEM.
+ * index + i) mod size, in a fiber of that loop. It is weft_gather with a
+ * placement, one implementation, the same rules: the calls inherit the
+ * caller's deadline, a cancel of the caller passes to every call (posted to
+ * the other loops and carried out there), the caller waits for every call
+ * to return, the result is 0 or the first negative result in call order
+ * (-ECANCELED at once, nothing run, if the caller was already cancelled),
+ * and a partial spawn failure is handled as there (a spawn that fails on
+ * another loop is reported to the caller's loop, which then cancels the
+ * others). Context: a fiber of one of @p's loops (-EXDEV from any other
+ * loop, -EPERM outside fibers). Return: also -EINVAL, -ENOMEM.
  */
 int weft_pool_gather(weft_pool *p, weft_call *calls, size_t n);
 
@@ -645,13 +688,13 @@ int weft_statx(int dirfd, const char *path, int flags, unsigned mask, struct sta
 int weft_unlink(const char *path, int flags);
 /* renameat(AT_FDCWD, @from, AT_FDCWD, @to). */
 int weft_rename(const char *from, const char *to);
-/* mkdirat(AT_FDCWD, @path, @mode). Kernels before 5.15: run on an offload worker. */
+/* mkdirat(AT_FDCWD, @path, @mode). Kernels before 5.15: run on a worker thread. */
 int weft_mkdir(const char *path, mode_t mode);
 /* fallocate(2). */
 int weft_fallocate(int fd, int mode, int64_t off, int64_t len);
 /*
  * ftruncate(2). IORING_OP_FTRUNCATE needs Linux 6.9; on older kernels the
- * system call runs on an offload worker (same result, one thread hop).
+ * system call runs on a worker thread (same result, one thread hop).
  */
 int weft_ftruncate(int fd, int64_t len);
 

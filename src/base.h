@@ -5,25 +5,21 @@
  * sanitizer hooks, branch hints, the clock, weft__bug for broken invariants
  * and the thread binding of objects. Never installed.
  *
- * The files of src/, each calling only the ones below it (drawn from their
- * #include lines, which tests/check_shape.py checks for circles):
+ * The files of src/, layer by layer as their #include lines draw them
+ * (tests/check_shape.py --graph prints this, and fails on a circle); each
+ * calls only the layers below, and reaches a higher one only through a hook
+ * it was handed (a backend's function table, a waiter's wake):
  *
- *   task.c pool.c                the public fiber and pool calls
- *   file.c net.c time.c sync.c chan.c group.c offload.c   the public calls
- *   loop.c                       create, run, destroy; the tick
- *   backend_uring.c backend_epoll.c   the kernel, behind backend.h
- *   op.c                         the await (and fallbacks of missing opcodes)
- *   workers.c                    the one worker pool (offload, epoll's files,
- *                                fallbacks, name resolution)
- *   remote.c                     everything across threads: the inbox,
- *                                posts, cross-loop spawn/join/cancel, the
- *                                remote work a loop still expects
- *   wait.c                       the one wait primitive
- *   fiber.c                      spawn, switch, park, wake, deadlines
- *   stack.c opdef.c opsys.c explain.c heap.c   leaves of their own kind
- *   types.h base.h               the shared types; this file
- *
- * `tests/check_shape.py --graph` prints the real graph, layer by layer.
+ *   9  pool.c                      pools of loops, weft_pool_gather
+ *   8  task.c loop.c file.c net.c time.c backend_uring.c backend_epoll.c
+ *   7  op.c remote.c chan.c sync.c group.c offload.c
+ *   6  wait.c uring_setup.c
+ *   5  fiber.c workers.c opdef.c
+ *   4  stack.c opsys.c fdtable.c inbox.h
+ *   3  types.h                     the shared types
+ *   2  heap.c explain.c
+ *   1  base.h base.c               this file
+ *   0  backend.h list.h sanitize.h
  */
 #ifndef WEFT_BASE_H
 #define WEFT_BASE_H
