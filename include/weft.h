@@ -352,9 +352,9 @@ int weft_loop_create(weft_loop **loop, const weft_config *cfg);
  * the one of its first run (its io_uring ring is bound to that thread then;
  * weft_loop_explain(-EXDEV) says so); -EDEADLK if every fiber is parked and
  * nothing can wake any of them (no I/O in flight, no timer, no worker or
- * other thread owing an answer; a wait on a shared channel that only this
- * loop has used counts as stuck): the fibers stay parked, and
- * weft_loop_destroy() cancels them.
+ * other thread owing an answer; a wait on a shared channel is never taken
+ * for a deadlock, as another thread may still send): the fibers stay
+ * parked, and weft_loop_destroy() cancels them.
  */
 int weft_loop_run(weft_loop *loop);
 
@@ -432,9 +432,12 @@ int weft_pool_create(weft_pool **out, unsigned nloops, const weft_config *cfg);
  * and nothing is on its way to any of them: 0 when every fiber has
  * returned, else the first negative result in loop order (a loop's own
  * failure first), or -EDEADLK when fibers are left that all wait on each
- * other (shared channels only the pool's loops have used, joins across
- * loops; nothing in the kernel, no timer, no worker job): they stay parked,
- * and weft_pool_destroy cancels them. Context: outside any fiber (-EBUSY).
+ * other (on joins across loops, plain channels, and shared channels that a
+ * fiber of the pool made and only the pool's loops have used; nothing in
+ * the kernel, no timer, no worker job): they stay parked, and
+ * weft_pool_destroy cancels them. A wait on any other shared channel is
+ * never taken for a deadlock: a thread outside the pool may still send.
+ * Context: outside any fiber (-EBUSY).
  */
 int weft_pool_run(weft_pool *p, weft_fn fn, void *arg);
 unsigned weft_pool_size(const weft_pool *p);

@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A shared channel's scope once loops of more than one pool, or threads, used it. */
+/* A shared channel's scope when anything but the loops of one pool may use it. */
 static const char mixed_scope;
 #define MIXED ((const void *)&mixed_scope)
 
@@ -36,7 +36,7 @@ struct weft_chan {
 	bool closed;
 	bool shared;
 	const void *_Atomic home;   /* a plain channel's thread (weft__bind_thread) */
-	const void *_Atomic scope;  /* a shared channel's users: one pool, one loop, or MIXED */
+	const void *_Atomic scope;  /* a shared channel's users: one pool, or MIXED */
 	pthread_mutex_t mu;	    /* a shared channel's lock */
 	struct weft__list wakes;    /* shared: waiters completed under the lock, to deliver after */
 	struct weft__waitq senders; /* waiter.elem: the element to send */
@@ -56,8 +56,13 @@ static int chan_new(weft_chan **out, size_t capacity, size_t elem_size, bool sha
 	ch->cap = capacity;
 	ch->esize = elem_size;
 	ch->shared = shared;
-	if (shared)
+	if (shared) {
+		struct weft_loop *l = weft__tls_loop;
+
 		pthread_mutex_init(&ch->mu, NULL);
+		/* Made by a fiber of a pool: the pool's, until something else uses it. */
+		atomic_init(&ch->scope, l && l->pool ? (const void *)l->pool : MIXED);
+	}
 	weft__list_init(&ch->wakes);
 	*out = ch;
 	return 0;
@@ -164,23 +169,20 @@ static void unlock_and_wake(struct weft_chan *ch)
 }
 
 /*
- * Whether every user of the shared @ch so far is the caller's loop, or a
- * loop of the caller's pool: then a wait on it can be answered only by a
- * fiber of this loop (or pool), and it does not keep the loop from seeing
- * that it is stuck. Any other user (another loop, a thread outside weft)
- * makes it MIXED for good: its waits are owed from outside.
+ * Whether the shared @ch was made by a fiber of the caller's pool and only
+ * that pool's loops have used it: then a wait on it can be answered only by
+ * a fiber of the pool, and it does not keep the pool from seeing that it is
+ * stuck (weft_pool_run's -EDEADLK). Any other channel, and any use from
+ * elsewhere (another loop, a thread outside weft), makes its waits owed
+ * from outside, for good: no loop can know who else may still send.
  */
 static bool scope_ours(struct weft_chan *ch)
 {
 	struct weft_loop *l = weft__tls_loop;
-	const void *me = l && l->pool ? (const void *)l->pool : l ? (const void *)l : MIXED;
+	const void *me = l && l->pool ? (const void *)l->pool : MIXED;
 	const void *s = atomic_load_explicit(&ch->scope, memory_order_relaxed);
 
 	if (s == me && me != MIXED)
-		return true;
-	if (!s && me != MIXED &&
-	    atomic_compare_exchange_strong_explicit(&ch->scope, &s, me, memory_order_relaxed,
-						    memory_order_relaxed))
 		return true;
 	if (s != MIXED)
 		atomic_store_explicit(&ch->scope, MIXED, memory_order_relaxed);

@@ -4,13 +4,13 @@
  * never returned from weft_pool_run, while a plain loop in the same state
  * says -EDEADLK.
  *
- * Checked: every loop's fiber receiving on a shared channel nobody sends on
- * (and one joining another loop's fiber that waits the same way) makes
- * weft_pool_run return -EDEADLK, and weft_pool_destroy cancels them all;
- * the same wait ended by a send from loop 0 after 50 ms is no deadlock;
- * a plain loop whose fiber waits on a shared channel of its own says
- * -EDEADLK; one that a thread outside weft used may still get an element
- * from there, and is not declared stuck.
+ * Checked: every loop's fiber receiving on a shared channel the pool made
+ * and nobody sends on (and one joining another loop's fiber that waits the
+ * same way) makes weft_pool_run return -EDEADLK, and weft_pool_destroy
+ * cancels them all; the same wait ended by a send from loop 0 after 50 ms
+ * is no deadlock; a wait on a shared channel made outside the pool, which a
+ * thread outside weft may still send on, is never taken for a deadlock (a
+ * plain loop's either): the element sent 50 ms later arrives.
  */
 #include "../helpers.h"
 
@@ -41,11 +41,18 @@ static int wait_forever(void *arg)
 	return 0;
 }
 
+/* On loop 0, in a fiber of the pool: the channel is the pool's. */
+static int make_chan(void *arg)
+{
+	(void)arg;
+	return weft_loop_index() == 0 ? weft_chan_create_shared(&ch, 0, sizeof(int)) : 0;
+}
+
 static void test_pool_waiting_on_itself_is_a_deadlock(void **state)
 {
 	(void)state;
-	assert_int_equal(weft_chan_create_shared(&ch, 0, sizeof(int)), 0);
 	assert_int_equal(weft_pool_create(&pool, 3, NULL), 0);
+	assert_int_equal(weft_pool_run(pool, make_chan, NULL), 0);
 	assert_int_equal(weft_pool_run(pool, wait_forever, NULL), -EDEADLK);
 	weft_pool_destroy(pool);
 	/* 4 receivers: one per loop, one more on loop 2, which loop 1 joins. */
@@ -75,8 +82,8 @@ static int send_later_or_receive(void *arg)
 static void test_pool_waiting_for_a_sender_of_its_own_is_not(void **state)
 {
 	(void)state;
-	assert_int_equal(weft_chan_create_shared(&ch, 0, sizeof(int)), 0);
 	assert_int_equal(weft_pool_create(&pool, 3, NULL), 0);
+	assert_int_equal(weft_pool_run(pool, make_chan, NULL), 0);
 	assert_int_equal(weft_pool_run(pool, send_later_or_receive, NULL), 0);
 	assert_int_equal(atomic_load(&got), 2);
 	weft_pool_destroy(pool);
@@ -102,23 +109,24 @@ static void *send_from_outside(void *arg)
 	return NULL;
 }
 
-static void test_plain_loop_waiting_on_its_own_shared_channel(void **state)
+/* Loop 1 waits for the outside thread's element; loop 0 has nothing to do. */
+static int recv_on_loop_1(void *arg)
 {
-	weft_loop *l;
+	return weft_loop_index() == 1 ? recv_one(arg) : 0;
+}
+
+static void test_wait_on_a_channel_from_outside_is_not_a_deadlock(void **state)
+{
 	pthread_t t;
 
 	(void)state;
+	/* Made here, outside any pool: a thread outside weft may send on it. */
 	assert_int_equal(weft_chan_create_shared(&ch, 0, sizeof(int)), 0);
-	assert_int_equal(weft_loop_create(&l, NULL), 0);
-	assert_int_equal(weft_spawn(l, recv_one, NULL, NULL), 0);
-	assert_int_equal(weft_loop_run(l), -EDEADLK);
-	weft_loop_destroy(l);
-	weft_chan_destroy(ch);
-	/* Used from a thread outside weft: a wait on it is owed from there. */
-	assert_int_equal(weft_chan_create_shared(&ch, 0, sizeof(int)), 0);
-	assert_int_equal(weft_chan_try_recv(ch, &(int){ 0 }), -EAGAIN);
 	assert_int_equal(pthread_create(&t, NULL, send_from_outside, NULL), 0);
 	assert_int_equal(weft_main(recv_one, NULL), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(pthread_create(&t, NULL, send_from_outside, NULL), 0);
+	assert_int_equal(weft_main_pool(2, recv_on_loop_1, NULL), 0);
 	pthread_join(t, NULL);
 	weft_chan_destroy(ch);
 }
@@ -128,7 +136,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pool_waiting_on_itself_is_a_deadlock),
 		cmocka_unit_test(test_pool_waiting_for_a_sender_of_its_own_is_not),
-		cmocka_unit_test(test_plain_loop_waiting_on_its_own_shared_channel),
+		cmocka_unit_test(test_wait_on_a_channel_from_outside_is_not_a_deadlock),
 	};
 
 	if (!t_io_uring_usable())
