@@ -136,8 +136,8 @@ typedef struct weft_config {
 	 * Bytes of stack per fiber, rounded up to whole pages, at least one
 	 * page. Default 64 KiB. Only the pages a fiber touches cost memory.
 	 * One page (4096 bytes, 64 fewer without a guard page) holds
-	 * weft's own calls (measured with -Dstack_census: 0.3-0.5 KiB on
-	 * io_uring, 0.9-1.3 KiB on epoll) and frames of a few hundred bytes; it does
+	 * weft's own calls (measured with -Dstack_census: 0.2-0.9 KiB on
+	 * either backend) and frames of a few hundred bytes; it does
 	 * not hold the printf family (about 2 KiB), getaddrinfo or other deep
 	 * libc calls (give those to weft_offload), nor a program bound lazily:
 	 * link with -Wl,-z,now, as weft's dependency and .pc files do, or the

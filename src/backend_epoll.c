@@ -32,8 +32,9 @@
  * own; the tick waits in epoll_pwait2 (nanoseconds; Linux 5.11, else
  * epoll_wait in milliseconds, rounded up) until the nearer one.
  */
-#include "types.h"
+#include "epoll_setup.h"
 #include "explain.h"
+#include "inbox.h"
 #include "op.h"
 #include "opdef.h"
 
@@ -47,48 +48,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define WAKE_TAG UINT64_MAX    /* epoll data of the wake eventfd */
 #define IN_PLACE_PER_SWITCH 16 /* ops a fiber may finish in place before it must yield */
-
-enum { KIND_UNKNOWN = 0, KIND_POLL, KIND_FILE };
-
-/* What weft knows of one fd number. */
-struct fdent {
-	struct weft__op *rd; /* ring (op->fdlink) of ops waiting for input */
-	struct weft__op *wr; /* and for output */
-	struct weft__op *wk; /* and of ops on the workers */
-	uint8_t registered;  /* in the epoll set */
-	uint8_t trusted;     /* weft saw this fd born: its registration needs no check */
-	uint8_t kind;	     /* KIND_* */
-	weft__memo memo;     /* the op rows' hooks' byte for it */
-};
-
-/* op->kflags, the backend's own */
-#define EK_RD (1u << 0)	     /* on its fd's rd ring */
-#define EK_WR (1u << 1)	     /* on its fd's wr ring */
-#define EK_WORKER (1u << 2)  /* an op job on the workers (op->job) */
-#define EK_WK_RING (1u << 3) /* on its fd's wk ring */
-
-struct ep {
-	int epfd;
-	int wakefd;
-	struct fdent *fds;
-	size_t nfds;
-	size_t fd_cap;	       /* fd numbers above this are never tracked (RLIMIT_NOFILE) */
-	struct weft__op *done; /* to report at the next tick (op->deferred) */
-	struct weft__op **done_tail;
-	struct weft__heap deadlines; /* of ops (op->timer) */
-	/* the in-place budget */
-	uint64_t budget_switches;
-	unsigned budget;
-	size_t nwait; /* ops on the fd rings */
-	bool have_pwait2;
-};
-
-static inline struct ep *E(struct weft_loop *l)
-{
-	return l->be_data;
-}
 
 /* ---- fd table ------------------------------------------------------------------ */
 
@@ -162,8 +122,8 @@ static int fd_watch(struct ep *e, struct fdent *d, int fd)
 	return 0;
 }
 
-/* Regular file or something epoll can wait on? */
-static int fd_kind(struct ep *e, int fd)
+/* Regular file or something epoll can wait on? Apart: its struct stat is big for a fiber. */
+static __attribute__((noinline)) int fd_kind(struct ep *e, int fd)
 {
 	struct fdent *d = fd_get(e, fd);
 	struct stat st;
@@ -301,6 +261,18 @@ static int wait_ready(struct weft_loop *l, struct weft__op *op, const struct wef
 
 static void worker_back(struct weft__opjob *job, void *ctx);
 
+/*
+ * @op goes to the workers, at the next tick: making its job (malloc, dup,
+ * the pool's lock) takes stack that a fiber's one page may not have, so it
+ * is done on the loop's own stack, as the io_uring backend submits there.
+ */
+static int queue_for_worker(struct weft_loop *l, struct weft__op *op)
+{
+	op->kflags |= EK_QUEUED;
+	weft__list_add_before(&E(l)->to_work, &op->fdlink);
+	return 0;
+}
+
 /* Hand @op to the workers, as an op job. */
 static int to_worker(struct weft_loop *l, struct weft__op *op)
 {
@@ -351,6 +323,11 @@ static bool unwait(struct weft_loop *l, struct weft__op *op)
 		e->nwait--;
 		return true;
 	}
+	if (op->kflags & EK_QUEUED) {
+		weft__list_del(&op->fdlink);
+		op->kflags &= ~EK_QUEUED;
+		return true;
+	}
 	if (op->kflags & EK_WORKER) {
 		if (!weft__opjob_abandon(op->job))
 			return false; /* a worker runs it in the caller's buffers: it completes */
@@ -360,8 +337,8 @@ static bool unwait(struct weft_loop *l, struct weft__op *op)
 	return (weft__opdef(op->code)->flags & WEFT__OPD_TIMER) && op->timer.index;
 }
 
-/* A waiting op ends now with @res, reported at the next tick. */
-static void fail_waiter(struct weft_loop *l, struct weft__op *op, int res)
+/* A waiting op ends now with @res, reported at the next tick. Rare: kept off the hot frames. */
+static __attribute__((noinline)) void fail_waiter(struct weft_loop *l, struct weft__op *op, int res)
 {
 	struct ep *e = E(l);
 
@@ -413,16 +390,16 @@ static int wait_or_work(struct weft_loop *l, struct weft__op *op, const struct w
 	if (def->ready && def->blocking) {
 		rc = fd_kind(E(l), op->fd);
 		if (rc == KIND_FILE)
-			return to_worker(l, op);
+			return queue_for_worker(l, op);
 		if (rc < 0)
 			return rc;
 		rc = wait_ready(l, op, def);
-		return rc == -EPERM ? to_worker(l, op)
-				    : rc; /* epoll refuses it: a file after all */
+		/* epoll refuses it: a file after all */
+		return rc == -EPERM ? queue_for_worker(l, op) : rc;
 	}
 	if (def->ready)
 		return wait_ready(l, op, def);
-	return def->blocking ? to_worker(l, op) : -EOPNOTSUPP;
+	return def->blocking ? queue_for_worker(l, op) : -EOPNOTSUPP;
 }
 
 static void start(struct weft_loop *l, struct weft__op *op)
@@ -578,41 +555,6 @@ static void expire(struct weft_loop *l, int64_t now)
 	}
 }
 
-static int epoll_wait_until(struct ep *e, struct epoll_event *evs, int n, int64_t until)
-{
-	if (until == 0) /* do not wait */
-		return epoll_wait(e->epfd, evs, n, 0);
-	if (e->have_pwait2) {
-		struct timespec ts;
-		struct timespec *tsp = NULL;
-
-		if (until != WEFT_FOREVER) {
-			int64_t left = until - weft__clock_now();
-
-			if (left < 0)
-				left = 0;
-			ts.tv_sec = left / WEFT_SEC;
-			ts.tv_nsec = left % WEFT_SEC;
-			tsp = &ts;
-		}
-
-		int r = (int)syscall(SYS_epoll_pwait2, e->epfd, evs, n, tsp, NULL, (size_t)8);
-
-		if (r >= 0 || errno != ENOSYS)
-			return r;
-		e->have_pwait2 = false; /* before Linux 5.11 */
-	}
-
-	int ms = -1;
-
-	if (until != WEFT_FOREVER) {
-		int64_t left = until - weft__clock_now();
-
-		ms = left <= 0 ? 0 : (int)((left + WEFT_MSEC - 1) / WEFT_MSEC);
-	}
-	return epoll_wait(e->epfd, evs, n, ms);
-}
-
 /* How long the tick may wait: 0 not at all, or until the earlier of @deadline and an op's. */
 static int64_t wait_until(struct ep *e, bool wait, int64_t deadline)
 {
@@ -634,7 +576,7 @@ static void handle_events(struct weft_loop *l, const struct epoll_event *evs, in
 		uint64_t tag = evs[i].data.u64;
 		uint32_t ev = evs[i].events;
 
-		if (tag == WAKE_TAG) {
+		if (tag == WEFT__EP_WAKE_TAG) {
 			uint64_t count;
 
 			if (read(e->wakefd, &count, sizeof(count)) < 0 && errno != EAGAIN)
@@ -653,11 +595,35 @@ static void handle_events(struct weft_loop *l, const struct epoll_event *evs, in
 	}
 }
 
+/* On the loop's stack: hand the queued ops to the workers; one that cannot go fails. */
+static void hand_to_workers(struct weft_loop *l)
+{
+	struct ep *e = E(l);
+
+	while (!weft__list_empty(&e->to_work)) {
+		struct weft__op *op = weft__container_of(e->to_work.next, struct weft__op, fdlink);
+		int rc;
+
+		weft__list_del(&op->fdlink);
+		op->kflags &= ~EK_QUEUED;
+		rc = to_worker(l, op);
+		if (rc < 0) {
+			if (op->timer.index)
+				weft__heap_remove(&e->deadlines, &op->timer);
+			defer_done(e, op, rc);
+		}
+	}
+}
+
 static int ep_tick(struct weft_loop *l, bool wait, int64_t deadline)
 {
 	struct ep *e = E(l);
 	struct epoll_event evs[256];
-	bool got = dispatch_done(l);
+
+	hand_to_workers(l);
+
+	/* Handing work over may have posted to this loop (a worker to start): do not sleep. */
+	bool got = dispatch_done(l) | !weft__inbox_empty(l);
 	int64_t until = wait_until(e, wait && !got, deadline);
 
 	/* Nothing waits for readiness and nothing to wait for: no system call. */
@@ -667,7 +633,7 @@ static int ep_tick(struct weft_loop *l, bool wait, int64_t deadline)
 		return 0;
 	}
 
-	int n = epoll_wait_until(e, evs, 256, until);
+	int n = weft__epoll_wait_until(e, evs, 256, until);
 
 	l->stats.enters++;
 	if (n < 0 && errno != EINTR)
@@ -706,76 +672,10 @@ static void ep_stats(struct weft_loop *l, weft_stats *out)
 	out->backend = WEFT_BACKEND_EPOLL;
 }
 
-/* ---- set-up -------------------------------------------------------------------------- */
-
-/* The rows this backend can run: a try, a blocking form, a timer or a close. */
-static uint64_t runnable_ops(void)
-{
-	uint64_t ops = 0;
-
-	for (unsigned c = 0; c < WEFT__OP_COUNT; c++) {
-		const struct weft__opdef *d = weft__opdef(c);
-
-		if (d->try_nb || d->blocking || (d->flags & WEFT__OPD_TIMER))
-			ops |= (uint64_t)1 << c;
-	}
-	return ops;
-}
-
-static int ep_setup(struct weft_loop *l)
-{
-	struct ep *e = calloc(1, sizeof(*e));
-	struct rlimit rl;
-	int rc;
-
-	if (!e)
-		return -ENOMEM;
-	e->epfd = epoll_create1(EPOLL_CLOEXEC);
-	e->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (e->epfd < 0 || e->wakefd < 0) {
-		rc = -errno;
-		goto fail;
-	}
-
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = WAKE_TAG };
-
-	if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->wakefd, &ev) < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	e->fd_cap = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY
-			? (size_t)rl.rlim_max
-			: (size_t)1 << 20;
-	e->done_tail = &e->done;
-	e->have_pwait2 = true;
-	l->ops = runnable_ops();
-	l->be_data = e;
-	return 0;
-fail:
-	if (e->epfd >= 0)
-		close(e->epfd);
-	if (e->wakefd >= 0)
-		close(e->wakefd);
-	free(e);
-	return rc;
-}
-
-static void ep_teardown(struct weft_loop *l)
-{
-	struct ep *e = E(l);
-
-	close(e->epfd);
-	close(e->wakefd);
-	free(e->fds);
-	weft__heap_fini(&e->deadlines);
-	free(e);
-	l->be_data = NULL;
-}
-
 const struct weft__backend weft__backend_epoll = {
 	.name = "epoll",
-	.setup = ep_setup,
-	.teardown = ep_teardown,
+	.setup = weft__epoll_setup,
+	.teardown = weft__epoll_teardown,
 	.submit = ep_submit,
 	.cancel = ep_cancel,
 	.cancel_fd = ep_cancel_fd,

@@ -13,7 +13,7 @@
  *   9  pool.c                      pools of loops, weft_pool_gather
  *   8  task.c loop.c file.c net.c time.c backend_uring.c backend_epoll.c
  *   7  op.c remote.c chan.c sync.c group.c offload.c
- *   6  wait.c uring_setup.c
+ *   6  wait.c uring_setup.c epoll_setup.c
  *   5  fiber.c workers.c opdef.c
  *   4  stack.c opsys.c fdtable.c inbox.h
  *   3  types.h                     the shared types

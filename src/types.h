@@ -84,9 +84,13 @@ struct weft__op {
 	int32_t kres;		   /* the op's own result, while others are due */
 	uint32_t kflags;	   /* the backend's flags for it */
 	uint32_t hook;		   /* the op row's hooks' own state (opsys.c), 0 at submit */
-	int64_t ts[2];		   /* a timespec the kernel reads (a deadline, a timeout) */
-	struct weft__opjob *job;   /* epoll: the worker job running it */
-	struct weft__hnode timer;  /* epoll: in the backend's deadline heap */
+	union {
+		int64_t ts[2]; /* io_uring: a timespec the kernel reads (a deadline, a timeout) */
+		struct {
+			struct weft__opjob *job;  /* epoll: the worker job running it */
+			struct weft__hnode timer; /* epoll: in the backend's deadline heap */
+		};
+	};
 	/* a second descriptor and offset (renameat's new directory and path, splice's input) */
 	int32_t fd2;
 	uint64_t off2;
