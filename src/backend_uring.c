@@ -19,6 +19,7 @@
 #include "opdef.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -529,23 +530,11 @@ static void arm_wake(struct weft_loop *l, struct uring *u)
  * How long io_uring_enter may wait: *@wait_nr 0 if not at all, else the
  * timeout until @deadline in @arg/@ts. Return: the IORING_ENTER_* flags.
  */
-static unsigned wait_args(struct weft_loop *l, struct uring *u, int64_t deadline, unsigned *wait_nr,
+static unsigned wait_args(struct uring *u, int64_t deadline, unsigned *wait_nr,
 			  struct io_uring_getevents_arg *arg, struct __kernel_timespec *ts)
 {
 	if (io_uring_cq_ready(&u->ring) > 0)
 		*wait_nr = 0; /* completions are already here: take them now */
-	if (WEFT__UNLIKELY(u->valgrind) && l->owed) {
-		/*
-		 * valgrind runs one thread at a time and does not know that a
-		 * thread in io_uring_enter is blocked (liburing#657): a worker
-		 * would never get to finish the job the loop waits for. Wait
-		 * in slices of 1 ms instead.
-		 */
-		int64_t slice = weft__clock_now() + WEFT_MSEC;
-
-		if (deadline == WEFT_FOREVER || deadline > slice)
-			deadline = slice;
-	}
 	if (!*wait_nr || deadline == WEFT_FOREVER)
 		return IORING_ENTER_GETEVENTS;
 
@@ -578,7 +567,22 @@ static int uring_tick(struct weft_loop *l, bool wait, int64_t deadline)
 	unsigned wait_nr = wait ? 1 : 0;
 	struct __kernel_timespec ts;
 	struct io_uring_getevents_arg arg;
-	unsigned flags = wait_args(l, u, deadline, &wait_nr, &arg, &ts);
+	unsigned flags = wait_args(u, deadline, &wait_nr, &arg, &ts);
+	/*
+	 * valgrind runs one thread at a time and does not know that a thread
+	 * in io_uring_enter is blocked (liburing#657): while other threads
+	 * may owe this loop something (a worker, another loop of the pool),
+	 * they would never get to run. So do not wait in the kernel: look,
+	 * and if nothing came, nap 1 ms in poll(2), which valgrind lets other
+	 * threads run through.
+	 */
+	bool nap = WEFT__UNLIKELY(u->valgrind) && wait_nr && (u->wake_armed || l->owed);
+	uint64_t cqes = l->stats.cqes;
+
+	if (nap) {
+		wait_nr = 0;
+		flags &= ~IORING_ENTER_EXT_ARG;
+	}
 
 	if (overflow)
 		l->stats.cq_overflow++;
@@ -604,6 +608,8 @@ static int uring_tick(struct weft_loop *l, bool wait, int64_t deadline)
 		}
 	}
 	reap(l);
+	if (WEFT__UNLIKELY(nap) && l->stats.cqes == cqes)
+		(void)poll(NULL, 0, 1);
 	/*
 	 * With IORING_FEAT_NODROP a full CQ only holds completions back; the
 	 * kernel drops one only when it cannot even queue it. A dropped CQE

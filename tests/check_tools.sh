@@ -34,6 +34,10 @@ expect 2 "not 'abc'" "$src/bench/io" --quick --runs abc
 expect 2 "unknown argument '--frob'" "$src/bench/io" --frob
 expect 2 "cannot write results to /proc/nope" "$src/bench/gather" --out /proc/nope/x
 expect 2 "unknown mode 'fibers'" "$src/bench/gather" --modes fibers
+expect 2 "usage: bench/ab" "$src/bench/ab"
+expect 2 "'/no/such' is not a build directory" "$src/bench/ab" /no/such "$build"
+expect 2 "--rounds takes a positive number" "$src/bench/ab" "$build" "$build" --rounds 0
+expect 2 "is missing: build it with --buildtype=release" "$src/bench/ab" "$tmp" "$tmp"
 expect nz "/no/such/cmd: no such command" "$src/tools/syscount" --tasks 2 -- /no/such/cmd
 expect 2 "whole number >= 1, got '0'" "$src/tools/syscount" --tasks 0 -- true
 expect 2 "tools/test: unknown argument '--frob'" "$src/tools/test" --frob
