@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The public calls on fibers: spawn, go, join, cancel, yield, self. A call
+ * The public calls on fibers: spawn, go, join, cancel, self (weft_yield is
+ * fiber.c's, beside the scheduler it inlines). A call
  * on this loop's fibers goes straight to fiber.c; one that reaches another
  * thread's loop goes through remote.c (a post, or the pool's protocol).
  */
@@ -39,18 +40,6 @@ int weft_cancelled(void)
 	struct weft_fiber *f = weft_self();
 
 	return f && f->cancelled;
-}
-
-void weft_yield(void)
-{
-	struct weft_loop *l = weft__tls_loop;
-	struct weft_fiber *self = l ? l->cur : NULL;
-
-	if (!self)
-		return;
-	self->state = WEFT__FIBER_READY;
-	weft__runq_push(l, self);
-	weft__fiber_schedule(l, self);
 }
 
 int weft_join(weft_fiber *f, int *result)
