@@ -189,7 +189,10 @@ typedef struct weft_config {
 	 * (IORING_REGISTER_IOWQ_MAX_WORKERS, Linux 5.15): bounded ones do
 	 * file and disk work, unbounded ones wait on sockets and pipes that
 	 * cannot be polled. 0 leaves the kernel's default (bounded: the CPU
-	 * count; unbounded: RLIMIT_NPROC).
+	 * count; unbounded: RLIMIT_NPROC). iowq_bounded also bounds weft's own
+	 * worker threads for operations and name lookups (the epoll backend's
+	 * file operations, fallbacks of missing opcodes): at most that many run
+	 * at once, 16 when it is 0.
 	 */
 	uint32_t iowq_bounded;
 	uint32_t iowq_unbounded;
@@ -754,11 +757,13 @@ int weft_tcp_listen(const char *host, int port, int backlog, unsigned flags);
  * A TCP connection to @host:@port (SOCK_CLOEXEC), trying each address
  * @host resolves to in turn until one connects.
  * Name resolution: a numeric address is used as it is. A name is resolved
- * by getaddrinfo(3) on a thread of its own (it blocks for as long as the
- * resolver's timeouts say, 5 s per attempt by default). The fiber stops
- * waiting at its deadline (-ETIMEDOUT) or a cancel (-ECANCELED) and the
- * lookup then finishes and frees itself in the background; neither this
- * call nor weft_loop_destroy waits for it. getaddrinfo's failures become:
+ * by getaddrinfo(3) on one of the loop's worker threads (it blocks for as
+ * long as the resolver's timeouts say, 5 s per attempt by default). The
+ * fiber stops waiting at its deadline (-ETIMEDOUT) or a cancel (-ECANCELED)
+ * and the lookup then finishes and frees itself in the background; neither
+ * this call nor weft_loop_destroy waits for it. Up to 64 such abandoned
+ * lookups (with the epoll backend's abandoned file operations) run beside
+ * the loop's other jobs; past that, they take their places again. getaddrinfo's failures become:
  *   EAI_NONAME, EAI_NODATA, EAI_ADDRFAMILY  -ENOENT  (no such host, or no
  *                                                      address for it)
  *   EAI_AGAIN                               -EAGAIN  (the resolver did not

@@ -157,8 +157,9 @@ static inline void tries_over(struct weft__op *op)
 {
 	const struct weft__opdef *d = weft__opdef(op->code);
 
-	if (WEFT__UNLIKELY(d->nb_end != NULL))
+	if (WEFT__UNLIKELY(d->nb_end != NULL) && !(op->kflags & EK_TRIES_DONE))
 		d->nb_end(op);
+	op->kflags |= EK_TRIES_DONE;
 }
 
 /* The op leaves every list of this backend; its end is reported now. */
@@ -203,22 +204,27 @@ static void answer(struct weft_loop *l, struct weft__op *op, int res)
 }
 
 static void fail_waiter(struct weft_loop *l, struct weft__op *op, int res);
+static struct weft__op *queued_on(struct weft__op *ring);
 
 /*
  * A new file got number @fd (weft made it): forget what the old one was.
- * Ops still waiting for the old file's readiness (a plain close(2) behind
- * weft's back) must never be handed the new one's data: they fail -EBADF,
- * as a call on a closed fd would.
+ * Ops still waiting for the old file's readiness, or queued for a worker
+ * and not yet holding a duplicate of it (a plain close(2) behind weft's
+ * back), must never reach the new file: they fail -EBADF, as a call on a
+ * closed fd would, and undo nothing on the number (it is not theirs).
  */
 static void fd_born(struct weft_loop *l, int fd)
 {
 	struct ep *e = E(l);
 	struct fdent *d = fd_get(e, fd);
+	struct weft__op *op;
 
 	if (!d)
 		return;
-	while (d->rd || d->wr)
-		fail_waiter(l, d->rd ? d->rd : d->wr, -EBADF);
+	while ((op = d->rd ? d->rd : d->wr ? d->wr : queued_on(d->wk))) {
+		op->kflags |= EK_TRIES_DONE;
+		fail_waiter(l, op, -EBADF);
+	}
 	d->registered = 0;
 	d->kind = KIND_UNKNOWN;
 	d->memo = 0;
@@ -268,24 +274,56 @@ static void worker_back(struct weft__opjob *job, void *ctx);
  */
 static int queue_for_worker(struct weft_loop *l, struct weft__op *op)
 {
+	struct ep *e = E(l);
+	struct fdent *d = (op->oflags & WEFT__OPF_HAS_FD) ? fd_get(e, op->fd) : NULL;
+
 	op->kflags |= EK_QUEUED;
-	weft__list_add_before(&E(l)->to_work, &op->fdlink);
+	op->qnext = NULL;
+	*e->to_work_tail = op;
+	e->to_work_tail = &op->qnext;
+	if (d) {
+		ring_add(&d->wk, op); /* so that a close finds it, queued or running */
+		op->kflags |= EK_WK_RING;
+	}
 	return 0;
 }
 
-/* Hand @op to the workers, as an op job. */
+/* Take a queued @op off the queue (a cancel, a deadline, its fd reborn). */
+static void unqueue(struct ep *e, struct weft__op *op)
+{
+	struct weft__op **pp = &e->to_work;
+
+	while (*pp != op)
+		pp = &(*pp)->qnext;
+	*pp = op->qnext;
+	if (!*pp)
+		e->to_work_tail = pp;
+	op->kflags &= ~EK_QUEUED;
+}
+
+/* The first op of @ring still queued for the workers, or NULL. */
+static struct weft__op *queued_on(struct weft__op *ring)
+{
+	struct weft__op *op = ring;
+
+	if (!op)
+		return NULL;
+	do {
+		if (op->kflags & EK_QUEUED)
+			return op;
+		op = weft__container_of(op->fdlink.next, struct weft__op, fdlink);
+	} while (op != ring);
+	return NULL;
+}
+
+/* Hand @op to the workers, as an op job (it is on its fd's wk ring already, if it has one). */
 static int to_worker(struct weft_loop *l, struct weft__op *op)
 {
-	struct fdent *d = (op->oflags & WEFT__OPF_HAS_FD) ? fd_get(E(l), op->fd) : NULL;
 	int rc = weft__opjob_start(l, op, worker_back, op, &op->job);
 
 	if (rc < 0)
 		return rc;
 	op->kflags |= EK_WORKER;
-	if (d) {
-		ring_add(&d->wk, op); /* so that a close finds it */
-		op->kflags |= EK_WK_RING;
-	}
 	return 0;
 }
 
@@ -324,8 +362,8 @@ static bool unwait(struct weft_loop *l, struct weft__op *op)
 		return true;
 	}
 	if (op->kflags & EK_QUEUED) {
-		weft__list_del(&op->fdlink);
-		op->kflags &= ~EK_QUEUED;
+		unqueue(e, op);
+		worker_unring(e, op);
 		return true;
 	}
 	if (op->kflags & EK_WORKER) {
@@ -346,6 +384,7 @@ static __attribute__((noinline)) void fail_waiter(struct weft_loop *l, struct we
 		return;
 	if (op->timer.index)
 		weft__heap_remove(&e->deadlines, &op->timer);
+	tries_over(op); /* now, not at the report: a close of its fd may follow at once */
 	defer_done(e, op, res);
 }
 
@@ -494,12 +533,17 @@ static void ep_cancel_fd(struct weft_loop *l, int fd)
 
 /* ---- the tick -------------------------------------------------------------------------- */
 
-/* Retry the ops of one ring in order, until one must wait again. */
-static void retry_ring(struct weft_loop *l, struct fdent *d, bool out)
+/*
+ * Retry the ops of one of @fd's rings in order, until one must wait again.
+ * The fd's entry is looked up again after every try: an accept's new fd
+ * may grow (and move) the table.
+ */
+static void retry_ring(struct weft_loop *l, int fd, bool out)
 {
 	struct ep *e = E(l);
 
 	for (;;) {
+		struct fdent *d = fd_peek(e, fd);
 		struct weft__op *op = out ? d->wr : d->rd;
 
 		if (!op)
@@ -509,6 +553,7 @@ static void retry_ring(struct weft_loop *l, struct fdent *d, bool out)
 
 		if (r == -EAGAIN)
 			return;
+		d = fd_peek(e, fd);
 		ring_del(out ? &d->wr : &d->rd, op);
 		op->kflags &= ~(EK_RD | EK_WR);
 		e->nwait--;
@@ -534,9 +579,11 @@ static bool dispatch_done(struct weft_loop *l)
 	return true;
 }
 
-static void expire(struct weft_loop *l, int64_t now)
+/* Report the ops whose deadline (or time, for a timer) has come. Return: whether any was. */
+static bool expire(struct weft_loop *l, int64_t now)
 {
 	struct ep *e = E(l);
+	uint64_t cqes = l->stats.cqes;
 
 	while (weft__heap_next(&e->deadlines) != WEFT_FOREVER &&
 	       weft__heap_next(&e->deadlines) <= now) {
@@ -553,6 +600,7 @@ static void expire(struct weft_loop *l, int64_t now)
 			report(l, op, -ECANCELED);
 		/* else a worker runs it in the caller's buffers: its own result comes */
 	}
+	return l->stats.cqes != cqes;
 }
 
 /* How long the tick may wait: 0 not at all, or until the earlier of @deadline and an op's. */
@@ -584,14 +632,12 @@ static void handle_events(struct weft_loop *l, const struct epoll_event *evs, in
 			continue;
 		}
 
-		struct fdent *d = fd_peek(e, (int)tag);
-
-		if (!d)
+		if (!fd_peek(e, (int)tag))
 			continue;
 		if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI))
-			retry_ring(l, d, false);
+			retry_ring(l, (int)tag, false);
 		if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-			retry_ring(l, d, true);
+			retry_ring(l, (int)tag, true);
 	}
 }
 
@@ -600,14 +646,17 @@ static void hand_to_workers(struct weft_loop *l)
 {
 	struct ep *e = E(l);
 
-	while (!weft__list_empty(&e->to_work)) {
-		struct weft__op *op = weft__container_of(e->to_work.next, struct weft__op, fdlink);
+	while (e->to_work) {
+		struct weft__op *op = e->to_work;
 		int rc;
 
-		weft__list_del(&op->fdlink);
+		e->to_work = op->qnext;
+		if (!e->to_work)
+			e->to_work_tail = &e->to_work;
 		op->kflags &= ~EK_QUEUED;
 		rc = to_worker(l, op);
 		if (rc < 0) {
+			worker_unring(e, op);
 			if (op->timer.index)
 				weft__heap_remove(&e->deadlines, &op->timer);
 			defer_done(e, op, rc);
@@ -620,10 +669,12 @@ static int ep_tick(struct weft_loop *l, bool wait, int64_t deadline)
 	struct ep *e = E(l);
 	struct epoll_event evs[256];
 
-	hand_to_workers(l);
+	/* What expired while queued ends here, not on a worker. */
+	bool got = weft__heap_next(&e->deadlines) != WEFT_FOREVER && expire(l, weft__clock_now());
 
+	hand_to_workers(l);
 	/* Handing work over may have posted to this loop (a worker to start): do not sleep. */
-	bool got = dispatch_done(l) | !weft__inbox_empty(l);
+	got |= dispatch_done(l) | !weft__inbox_empty(l);
 	int64_t until = wait_until(e, wait && !got, deadline);
 
 	/* Nothing waits for readiness and nothing to wait for: no system call. */

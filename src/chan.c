@@ -169,12 +169,42 @@ static void unlock_and_wake(struct weft_chan *ch)
 }
 
 /*
+ * The shared @ch's scope becomes MIXED (a thread outside its pool used it):
+ * the waiters parked on it as the pool's own may now be answered from
+ * outside, so they are counted in their pool's `outside`, which keeps the
+ * pool from finding itself stuck while they wait. Under the lock.
+ */
+static void scope_opened(struct weft_chan *ch)
+{
+	struct weft__waitq *qs[2] = { &ch->senders, &ch->receivers };
+
+	atomic_store_explicit(&ch->scope, MIXED, memory_order_relaxed);
+	for (int i = 0; i < 2; i++) {
+		struct weft__list *n;
+
+		if (weft__waitq_empty(qs[i]))
+			continue;
+		weft__list_for_each(n, &qs[i]->head)
+		{
+			struct weft__waiter *w = weft__container_of(n, struct weft__waiter, link);
+			_Atomic uint64_t *outside = w->fiber->loop->outside;
+
+			if ((w->flags & WEFT__WAIT_OWED) || w->outside || !outside)
+				continue;
+			w->outside = true;
+			atomic_fetch_add_explicit(outside, 1, memory_order_acq_rel);
+		}
+	}
+}
+
+/*
  * Whether the shared @ch was made by a fiber of the caller's pool and only
  * that pool's loops have used it: then a wait on it can be answered only by
  * a fiber of the pool, and it does not keep the pool from seeing that it is
  * stuck (weft_pool_run's -EDEADLK). Any other channel, and any use from
  * elsewhere (another loop, a thread outside weft), makes its waits owed
- * from outside, for good: no loop can know who else may still send.
+ * from outside, for good: no loop can know who else may still send. Under
+ * the lock.
  */
 static bool scope_ours(struct weft_chan *ch)
 {
@@ -185,7 +215,7 @@ static bool scope_ours(struct weft_chan *ch)
 	if (s == me && me != MIXED)
 		return true;
 	if (s != MIXED)
-		atomic_store_explicit(&ch->scope, MIXED, memory_order_relaxed);
+		scope_opened(ch);
 	return false;
 }
 
@@ -214,7 +244,13 @@ static int shared_wait(struct weft_chan *ch, struct weft__waitq *q, void *elem, 
 	w.withdraw = shared_withdraw;
 	weft__waitq_push(q, &w);
 	unlock_and_wake(ch);
-	return weft__waiter_wait(&w);
+
+	int rc = weft__waiter_wait(&w);
+
+	/* Set under the lock before it was completed or withdrawn, both of which it saw. */
+	if (w.outside)
+		atomic_fetch_sub_explicit(w.fiber->loop->outside, 1, memory_order_acq_rel);
+	return rc;
 }
 
 /* ---- the calls ------------------------------------------------------------------ */
@@ -243,10 +279,12 @@ static inline int transfer(struct weft_chan *ch, void *elem, bool send, bool par
 		return rc;
 	q = send ? &ch->senders : &ch->receivers;
 
-	bool ours = ch->shared && scope_ours(ch);
+	bool ours = false;
 
-	if (ch->shared)
+	if (ch->shared) {
 		pthread_mutex_lock(&ch->mu);
+		ours = scope_ours(ch);
+	}
 	rc = send ? send_now(ch, elem) : recv_now(ch, elem);
 	if (rc != -EAGAIN || !park) {
 		if (ch->shared)
@@ -307,8 +345,8 @@ void weft_chan_close(weft_chan *ch)
 	if (!ch)
 		return;
 	if (ch->shared) {
-		(void)scope_ours(ch);
 		pthread_mutex_lock(&ch->mu);
+		(void)scope_ours(ch);
 	} else if (plain_check(ch) < 0) {
 		return; /* another thread's channel: not ours to close */
 	}

@@ -88,7 +88,7 @@ int weft__epoll_setup(struct weft_loop *l)
 			? (size_t)rl.rlim_max
 			: (size_t)1 << 20;
 	e->done_tail = &e->done;
-	weft__list_init(&e->to_work);
+	e->to_work_tail = &e->to_work;
 	e->have_pwait2 = true;
 	l->ops = runnable_ops();
 	l->be_data = e;

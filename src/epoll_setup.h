@@ -30,11 +30,12 @@ struct fdent {
 };
 
 /* op->kflags, the backend's own */
-#define EK_RD (1u << 0)	     /* on its fd's rd ring */
-#define EK_WR (1u << 1)	     /* on its fd's wr ring */
-#define EK_WORKER (1u << 2)  /* an op job on the workers (op->job) */
-#define EK_WK_RING (1u << 3) /* on its fd's wk ring */
-#define EK_QUEUED (1u << 4)  /* waits for the tick to hand it to the workers (op->fdlink) */
+#define EK_RD (1u << 0)		/* on its fd's rd ring */
+#define EK_WR (1u << 1)		/* on its fd's wr ring */
+#define EK_WORKER (1u << 2)	/* an op job on the workers (op->job) */
+#define EK_WK_RING (1u << 3)	/* on its fd's wk ring */
+#define EK_QUEUED (1u << 4)	/* waits for the tick to hand it to the workers (op->qnext) */
+#define EK_TRIES_DONE (1u << 5) /* its row's nb_end ran, or must not (its fd is gone) */
 
 struct ep {
 	int epfd;
@@ -45,7 +46,8 @@ struct ep {
 	struct weft__op *done; /* to report at the next tick (op->deferred) */
 	struct weft__op **done_tail;
 	struct weft__heap deadlines; /* of ops (op->timer) */
-	struct weft__list to_work;   /* ops the tick hands to the workers, oldest first */
+	struct weft__op *to_work;    /* ops the tick hands to the workers (op->qnext), FIFO */
+	struct weft__op **to_work_tail;
 	/* the in-place budget */
 	uint64_t budget_switches;
 	unsigned budget;

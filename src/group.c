@@ -142,7 +142,8 @@ int weft_group_wait(weft_group *g)
 		return -EXDEV;
 	if (g->waiter)
 		return -EBUSY;
-	weft__waiter_init(&w, WEFT__WAIT_EARLY);
+	/* Its members are fibers of this loop: waiting on for them is not owed. */
+	weft__waiter_init(&w, WEFT__WAIT_EARLY | WEFT__WAIT_PEERS);
 	w.ctx = g;
 	w.withdraw = group_withdraw;
 	if (g->running > 0) {

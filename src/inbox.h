@@ -15,11 +15,17 @@
 
 #pragma GCC visibility push(hidden)
 
-/* Any thread: hand @r to @l. @l must be alive (the pusher holds it). */
+/*
+ * Any thread: hand @r to @l. @l is alive when the push begins (what the
+ * record answers keeps it so); once @r is in, @l may run it, finish and be
+ * destroyed at once, so the push counts itself in `pushing`, which
+ * weft__loop_free waits out before @l's memory and backend go.
+ */
 static inline void weft__inbox_push(struct weft_loop *l, struct weft__remote *r)
 {
 	struct weft__remote *head = atomic_load_explicit(&l->inbox, memory_order_relaxed);
 
+	atomic_fetch_add_explicit(&l->pushing, 1, memory_order_seq_cst);
 	if (l->flight)
 		atomic_fetch_add_explicit(l->flight, 1, memory_order_acq_rel);
 	do
@@ -28,6 +34,7 @@ static inline void weft__inbox_push(struct weft_loop *l, struct weft__remote *r)
 						      memory_order_relaxed));
 	if (!head)
 		l->be->wake(l); /* the first since the loop last looked: it must look again */
+	atomic_fetch_sub_explicit(&l->pushing, 1, memory_order_seq_cst);
 }
 
 static inline bool weft__inbox_empty(const struct weft_loop *l)

@@ -292,6 +292,9 @@ static int run(struct weft_loop *l)
 	int rc;
 
 	for (;;) {
+		/* The pool found itself quiet: what came since waits for the next run. */
+		if (WEFT__UNLIKELY(l->quiet != NULL) && weft__remote_done(l, &rc))
+			return rc;
 		/* Posts of its own (a fiber posted to this loop) need no wake: look first. */
 		if (!weft__inbox_empty(l))
 			weft__remote_run_inbox(l);
@@ -398,6 +401,10 @@ void weft__loop_shutdown(struct weft_loop *l, struct weft__quiet *q)
 void weft__loop_free(struct weft_loop *l)
 {
 	struct weft_loop *outer = weft__tls_loop;
+
+	/* A waker on another thread may still be in its push's wake-up (inbox.h). */
+	while (atomic_load_explicit(&l->pushing, memory_order_seq_cst) > 0)
+		sched_yield();
 
 	/* Records that came after the last run (a joined fiber sent home to be freed). */
 	weft__tls_loop = l;

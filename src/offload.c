@@ -43,12 +43,10 @@ static void job_done(struct weft__job *jj)
 int weft_offload(weft_fn fn, void *arg, int *result)
 {
 	struct weft_fiber *self;
-	int rc = weft__fiber_check(&self);
+	int rc = fn ? weft__fiber_check(&self) : -EINVAL;
 
 	if (rc < 0)
 		return rc;
-	if (!fn)
-		return -EINVAL;
 
 	struct job j = { .job.run = job_run,
 			 .job.done = job_done,

@@ -137,6 +137,7 @@ static void make_member(struct weft_pool *p, struct member *m)
 	m->loop->pool = p;
 	m->loop->pool_index = m->index;
 	m->loop->flight = &p->quiet.flight;
+	m->loop->outside = &p->quiet.outside;
 }
 
 static void member_do(struct weft_pool *p, struct member *m, unsigned cmd)

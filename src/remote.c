@@ -41,6 +41,7 @@ struct post {
 	struct weft__remote remote;
 	weft_fn fn;
 	void *arg;
+	bool bounded; /* counted in the loop's posts */
 };
 
 static void post_run(struct weft_loop *l, struct weft__remote *r)
@@ -49,42 +50,44 @@ static void post_run(struct weft_loop *l, struct weft__remote *r)
 	weft_fn fn = p->fn;
 	void *arg = p->arg;
 
+	if (p->bounded)
+		atomic_fetch_sub_explicit(&l->posts, 1, memory_order_relaxed);
 	free(p);
-	atomic_fetch_sub_explicit(&l->posts, 1, memory_order_relaxed);
 	if (weft__fiber_spawn(l, fn, arg, true, NULL) < 0)
 		l->stats.posts_dropped++;
 }
 
-/* A post; @bounded: counted against max_posts. */
+/*
+ * A post; @bounded: counted against max_posts. `posting` and `closed` are
+ * read and written seq_cst: a post that saw the inbox open is always seen
+ * by weft__remote_close, which waits for it to be in.
+ */
 static int post(struct weft_loop *l, weft_fn fn, void *arg, bool bounded)
 {
-	if (!bounded) {
-		atomic_fetch_add_explicit(&l->posts, 1, memory_order_relaxed);
-	} else if (atomic_fetch_add_explicit(&l->posts, 1, memory_order_relaxed) >=
-		   l->cfg.max_posts) {
-		atomic_fetch_sub_explicit(&l->posts, 1, memory_order_relaxed);
-		return -EAGAIN; /* the loop is that far behind: back-pressure */
-	}
+	struct post *p;
+	int rc = 0;
 
-	struct post *p = malloc(sizeof(*p));
-
-	if (!p) {
+	atomic_fetch_add_explicit(&l->posting, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&l->closed, memory_order_seq_cst)) {
+		rc = -ESHUTDOWN;
+	} else if (bounded && atomic_fetch_add_explicit(&l->posts, 1, memory_order_relaxed) >=
+				  l->cfg.max_posts) {
 		atomic_fetch_sub_explicit(&l->posts, 1, memory_order_relaxed);
-		return -ENOMEM;
+		rc = -EAGAIN; /* the loop is that far behind: back-pressure */
+	} else if (!(p = malloc(sizeof(*p)))) {
+		if (bounded)
+			atomic_fetch_sub_explicit(&l->posts, 1, memory_order_relaxed);
+		rc = -ENOMEM;
+	} else {
+		*p = (struct post){
+			.remote.run = post_run, .fn = fn, .arg = arg, .bounded = bounded
+		};
+		if (!atomic_load_explicit(&l->posts_seen, memory_order_relaxed))
+			atomic_store_explicit(&l->posts_seen, true, memory_order_relaxed);
+		weft__inbox_push(l, &p->remote);
 	}
-	*p = (struct post){ .remote.run = post_run, .fn = fn, .arg = arg };
-	atomic_fetch_add_explicit(&l->posting, 1, memory_order_acq_rel);
-	if (atomic_load_explicit(&l->closed, memory_order_acquire)) {
-		atomic_fetch_sub_explicit(&l->posting, 1, memory_order_release);
-		atomic_fetch_sub_explicit(&l->posts, 1, memory_order_relaxed);
-		free(p);
-		return -ESHUTDOWN;
-	}
-	if (!atomic_load_explicit(&l->posts_seen, memory_order_relaxed))
-		atomic_store_explicit(&l->posts_seen, true, memory_order_relaxed);
-	weft__inbox_push(l, &p->remote);
-	atomic_fetch_sub_explicit(&l->posting, 1, memory_order_release);
-	return 0;
+	atomic_fetch_sub_explicit(&l->posting, 1, memory_order_seq_cst);
+	return rc;
 }
 
 int weft_loop_post(weft_loop *l, weft_fn fn, void *arg)
@@ -148,12 +151,21 @@ bool weft__remote_settled(struct weft_loop *l, int *rc)
 		if (l->live)
 			atomic_fetch_add_explicit(&q->stuck, 1, memory_order_acq_rel);
 		if (atomic_fetch_sub_explicit(&q->busy, 1, memory_order_acq_rel) == 1 &&
-		    atomic_load_explicit(&q->flight, memory_order_acquire) == 0)
+		    atomic_load_explicit(&q->flight, memory_order_acquire) == 0 &&
+		    atomic_load_explicit(&q->outside, memory_order_acquire) == 0)
 			quiet_finish(q);
 	}
 	if (!atomic_load_explicit(&q->done, memory_order_acquire))
 		return false;
 	*rc = atomic_load_explicit(&q->verdict, memory_order_relaxed);
+	return true;
+}
+
+bool weft__remote_done(struct weft_loop *l, int *rc)
+{
+	if (!atomic_load_explicit(&l->quiet->done, memory_order_acquire))
+		return false;
+	*rc = atomic_load_explicit(&l->quiet->verdict, memory_order_relaxed);
 	return true;
 }
 

@@ -18,13 +18,15 @@
  * timer, no wait another thread owes an answer): only a record from another
  * thread can wake it. The pool is done when every loop is idle and no
  * record is on its way to any of them (flight, counted from the push to the
- * end of its run): its verdict is 0 if no fiber is left, else -EDEADLK
- * (every fiber left waits on another fiber of the pool).
+ * end of its run) and no fiber waits on a shared channel that a thread
+ * outside the pool has used since it parked (outside): its verdict is 0 if no fiber is left, else
+ * -EDEADLK (every fiber left waits on another fiber of the pool).
  */
 struct weft__quiet {
-	_Atomic unsigned busy;	 /* loops not idle */
-	_Atomic unsigned stuck;	 /* idle loops with fibers left */
-	_Atomic uint64_t flight; /* records on their way to the pool's loops */
+	_Atomic unsigned busy;	  /* loops not idle */
+	_Atomic unsigned stuck;	  /* idle loops with fibers left */
+	_Atomic uint64_t flight;  /* records on their way to the pool's loops */
+	_Atomic uint64_t outside; /* waits on shared channels that a thread outside may answer */
 	_Atomic bool done;
 	_Atomic int verdict;
 	struct weft_loop **loops; /* to wake them all when done */
@@ -44,6 +46,9 @@ bool weft__remote_settled(struct weft_loop *l, int *rc);
 
 /* weft_loop_post without the bound (a pool's cancel must not be refused). */
 int weft__remote_post(struct weft_loop *l, weft_fn fn, void *arg);
+
+/* Whether the pool @l runs in has found itself quiet; its verdict in *@rc. */
+bool weft__remote_done(struct weft_loop *l, int *rc);
 
 /* The loop's thread: run every record of the inbox, oldest first. */
 void weft__remote_run_inbox(struct weft_loop *l);

@@ -87,7 +87,10 @@ struct weft__op {
 	union {
 		int64_t ts[2]; /* io_uring: a timespec the kernel reads (a deadline, a timeout) */
 		struct {
-			struct weft__opjob *job;  /* epoll: the worker job running it */
+			union {
+				struct weft__opjob *job; /* epoll: the worker job running it */
+				struct weft__op *qnext;	 /* epoll: next queued for the workers */
+			};
 			struct weft__hnode timer; /* epoll: in the backend's deadline heap */
 		};
 	};
@@ -134,6 +137,7 @@ struct weft__waiter {
 	unsigned flags;		    /* WEFT__WAIT_* (wait.h) */
 	bool done;		    /* the waker completed it (under the owner's lock, if shared) */
 	bool woken;		    /* the completion reached the waiting fiber's loop */
+	bool outside;		    /* counted in its pool's quiet.outside (chan.c, under the owner's lock) */
 };
 
 /* ---- fibers -------------------------------------------------------------------- */
@@ -246,9 +250,11 @@ struct weft_loop {
 	_Atomic(struct weft__remote *) inbox;
 	_Atomic uint32_t posts;	       /* weft_loop_post records not yet run, for the bound */
 	_Atomic unsigned posting;      /* weft_loop_post calls between their check and push */
+	_Atomic unsigned pushing;      /* pushes on its inbox not yet done with it (inbox.h) */
 	_Atomic bool closed;	       /* shutdown has begun: posts fail -ESHUTDOWN */
 	_Atomic bool posts_seen;       /* a post reached it: keep the wake armed */
 	_Atomic uint64_t *flight;      /* a pool's count of records on their way to its loops */
+	_Atomic uint64_t *outside;     /* a pool's count of waits a thread outside it may answer */
 	struct weft__quiet *quiet;     /* the pool's quiescence while weft_pool_run runs it */
 	bool quiet_idle;	       /* counted idle there */
 	struct weft__workers *workers; /* the worker pool, made at its first job */

@@ -74,7 +74,8 @@ int weft__waiter_wait(struct weft__waiter *w)
 		 * already decided after an early end that could not be withdrawn
 		 * (certain to come, whoever sends it).
 		 */
-		if (!counted && ((w->flags & WEFT__WAIT_OWED) || w->early)) {
+		if (!counted && ((w->flags & WEFT__WAIT_OWED) ||
+				 (w->early && !(w->flags & WEFT__WAIT_PEERS)))) {
 			counted = true;
 			l->owed++;
 		}

@@ -35,6 +35,14 @@
  * is kept here and nowhere else.
  */
 #define WEFT__WAIT_OWED (1u << 2)
+/*
+ * After an early end that withdraw() refused, the fiber waits for a
+ * completion that is certain to come (decided already), so from then on it
+ * counts as owed too; except with this flag, for a wait that goes on for
+ * the fibers of its own loop (a task group waiting for its cancelled
+ * members): those count as stuck, and the loop can say -EDEADLK.
+ */
+#define WEFT__WAIT_PEERS (1u << 3)
 
 /* Make @w a wait of the running fiber, ending as @flags say; no withdraw, no on_cancel. */
 void weft__waiter_init(struct weft__waiter *w, unsigned flags);

@@ -243,6 +243,16 @@ static void start_workers(struct weft_loop *l, struct weft__remote *r)
 		fail_queued(p, rc);
 }
 
+/* The loop's thread: have start_workers run on the loop's stack after its tick. */
+static void post_start(struct weft__workers *p)
+{
+	if (p->start_posted)
+		return;
+	p->start_posted = true;
+	p->start.run = start_workers;
+	weft__inbox_push(p->loop, &p->start); /* its own loop: no wake needed */
+}
+
 int weft__job_submit(struct weft_loop *l, struct weft__job *j)
 {
 	struct weft__workers *p = pool_get(l);
@@ -261,11 +271,8 @@ int weft__job_submit(struct weft_loop *l, struct weft__job *j)
 
 	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);
-	if (need && !p->start_posted) {
-		p->start_posted = true;
-		p->start.run = start_workers;
-		weft__inbox_push(l, &p->start); /* its own loop: run after the tick, no wake */
-	}
+	if (need)
+		post_start(p);
 	return 0;
 }
 
@@ -297,7 +304,14 @@ enum weft__abandon weft__job_abandon(struct weft__job *j)
 	default:
 		break;
 	}
+
+	/* Its slot is free: a job queued behind it may start now, on a new thread if it must. */
+	bool need =
+	    how == WEFT__JOB_LET_GO && startable(p) > p->idle && p->threads < p->max_threads;
+
 	pthread_mutex_unlock(&p->mu);
+	if (need)
+		post_start(p);
 	return how;
 }
 

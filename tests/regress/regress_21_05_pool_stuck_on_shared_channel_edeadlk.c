@@ -10,7 +10,12 @@
  * cancels them all; the same wait ended by a send from loop 0 after 50 ms
  * is no deadlock; a wait on a shared channel made outside the pool, which a
  * thread outside weft may still send on, is never taken for a deadlock (a
- * plain loop's either): the element sent 50 ms later arrives.
+ * plain loop's either): the element sent 50 ms later arrives; and a wait
+ * that parked as the pool's own, on a channel that a thread outside then
+ * used, is not taken for a deadlock either (it used to be: the wait was
+ * classed once, when it parked). A task group waiting on, after its
+ * deadline, for a member that can never return is a deadlock its loop
+ * reports (it waited for ever: the wait counted as owed from outside).
  */
 #include "../helpers.h"
 
@@ -131,12 +136,107 @@ static void test_wait_on_a_channel_from_outside_is_not_a_deadlock(void **state)
 	weft_chan_destroy(ch);
 }
 
+static _Atomic(weft_chan *) pools_chan;
+
+/* Outside the pool: use the pool's channel once, then send on it 300 ms later. */
+static void *touch_then_send(void *arg)
+{
+	weft_chan *c;
+	int v = 42;
+
+	(void)arg;
+	while (!(c = atomic_load(&pools_chan)))
+		usleep(1000);
+	usleep(50000);
+	(void)weft_chan_try_recv(c, &v); /* -EAGAIN; the channel is used outside now */
+	usleep(300000);
+	while (weft_chan_try_send(c, &v) == -EAGAIN)
+		usleep(1000);
+	return NULL;
+}
+
+static int nap(void *arg)
+{
+	(void)arg;
+	return weft_sleep(100 * WEFT_MSEC);
+}
+
+static int make_and_wait(void *arg)
+{
+	weft_chan *c;
+	int v = 0;
+
+	(void)arg;
+	if (weft_chan_create_shared(&c, 0, sizeof(int)) < 0)
+		return -ENOMEM;
+	weft_go(nap, NULL); /* the loop idles only once this is over, after the outsider's use */
+	atomic_store(&pools_chan, c);
+	return weft_chan_recv(c, &v) == 0 && v == 42 ? 0 : -1;
+}
+
+static void test_wait_opened_to_outside_after_it_parked_is_not_a_deadlock(void **state)
+{
+	weft_pool *p;
+	pthread_t t;
+
+	(void)state;
+	assert_int_equal(pthread_create(&t, NULL, touch_then_send, NULL), 0);
+	assert_int_equal(weft_pool_create(&p, 1, NULL), 0);
+	assert_int_equal(weft_pool_run(p, make_and_wait, NULL), 0);
+	pthread_join(t, NULL);
+	weft_pool_destroy(p);
+	weft_chan_destroy(atomic_load(&pools_chan));
+}
+
+static weft_mutex *gm;
+static weft_cond *gc;
+static weft_group *gg;
+static int gwait_rc = 1;
+
+static int member_stuck(void *arg)
+{
+	(void)arg;
+	weft_mutex_lock(gm);
+	weft_cond_wait(gc, gm); /* cancelled: takes gm back, uninterrupted, for ever */
+	weft_mutex_unlock(gm);
+	return 0;
+}
+
+static int group_waiter(void *arg)
+{
+	(void)arg;
+	if (weft_group_spawn(gg, member_stuck, NULL) < 0)
+		return -ENOMEM;
+	weft_yield(); /* the member holds gm and waits on gc */
+	weft_mutex_lock(gm);
+	weft_set_deadline(weft_now() + 50 * WEFT_MSEC);
+	gwait_rc = weft_group_wait(gg); /* cancels the member, which needs gm: never */
+	weft_mutex_unlock(gm);
+	return 0;
+}
+
+static void test_group_waiting_on_its_own_stuck_member_is_a_deadlock(void **state)
+{
+	weft_loop *l;
+
+	(void)state;
+	assert_int_equal(weft_mutex_create(&gm), 0);
+	assert_int_equal(weft_cond_create(&gc), 0);
+	assert_int_equal(weft_group_create(&gg), 0);
+	assert_int_equal(weft_loop_create(&l, NULL), 0);
+	assert_int_equal(weft_spawn(l, group_waiter, NULL, NULL), 0);
+	assert_int_equal(weft_loop_run(l), -EDEADLK);
+	assert_int_equal(gwait_rc, 1); /* still waiting */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pool_waiting_on_itself_is_a_deadlock),
 		cmocka_unit_test(test_pool_waiting_for_a_sender_of_its_own_is_not),
 		cmocka_unit_test(test_wait_on_a_channel_from_outside_is_not_a_deadlock),
+		cmocka_unit_test(test_wait_opened_to_outside_after_it_parked_is_not_a_deadlock),
+		cmocka_unit_test(test_group_waiting_on_its_own_stuck_member_is_a_deadlock),
 	};
 
 	if (!t_io_uring_usable())
