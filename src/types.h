@@ -137,7 +137,7 @@ struct weft__waiter {
 	unsigned flags;		    /* WEFT__WAIT_* (wait.h) */
 	bool done;		    /* the waker completed it (under the owner's lock, if shared) */
 	bool woken;		    /* the completion reached the waiting fiber's loop */
-	bool outside;		    /* counted in its pool's quiet.outside (chan.c, under the owner's lock) */
+	bool outside; /* counted in its pool's quiet.outside (chan.c, under the owner's lock) */
 };
 
 /* ---- fibers -------------------------------------------------------------------- */
