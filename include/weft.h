@@ -240,8 +240,17 @@ typedef struct weft_config {
 	 * without bound. 0: 65536 (about 2 MiB of records).
 	 */
 	uint32_t max_posts;
+	/*
+	 * Buffers weft_recv_buf may lend at once (a power of two, at most
+	 * 32768; 0: 1024), and the size of each (at least 64 bytes, at most
+	 * 1 MiB; 0: 4096). Their memory is reserved at the first
+	 * weft_recv_buf and touched only as buffers are used; a loop that
+	 * never calls it has none.
+	 */
+	uint32_t recv_buffers;
+	uint32_t recv_buffer_size;
 	uint32_t reserved32;
-	uint64_t reserved[4];
+	uint64_t reserved[3];
 } weft_config;
 
 /* weft_config.flags */
@@ -285,7 +294,7 @@ typedef struct weft_stats {
 	uint32_t ring_flags; /* IORING_SETUP_* flags in use (0 on epoll) */
 	uint64_t timers;     /* fibers parked with a deadline now (entries in the timer heap) */
 	uint32_t backend;    /* enum weft_backend that runs: URING or EPOLL */
-	uint32_t reserved32;
+	uint32_t bufs_lent;  /* weft_recv_buf's buffers lent now (from the loop's set) */
 	/*
 	 * Freed stacks given back to the kernel but for their top page: the 64
 	 * most recently freed stacks keep every page their fibers touched; once
@@ -312,7 +321,13 @@ typedef struct weft_stats {
 	 */
 	uint64_t wakes_msg_ring;
 	uint64_t wakes_eventfd;
-	uint64_t reserved[1];
+	uint32_t bufs_lent_peak; /* most of the loop's own buffers lent at once */
+	/*
+	 * Receives of weft_recv_buf that went into a buffer allocated for them
+	 * because every buffer was lent (io_uring's -ENOBUFS), or the fd held
+	 * its bound (modulo 2^32).
+	 */
+	uint32_t bufs_fallbacks;
 } weft_stats;
 
 /*
@@ -738,6 +753,97 @@ ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags);
 ssize_t weft_sendmsg(int fd, const struct msghdr *msg, int flags);
 /* shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR. */
 int weft_shutdown(int fd, int how);
+
+/*
+ * Wait until @fd is ready for @events (POLLIN, POLLOUT, POLLPRI, POLLRDHUP,
+ * as poll(2)), so that a library that exposes an fd (OpenSSL, libpq,
+ * c-ares) can be driven from a fiber: IORING_OP_POLL_ADD, or the fd's
+ * registration with the epoll backend. POLLERR and POLLHUP are reported
+ * whether asked for or not.
+ * Context: fiber. Return: the events that are ready (> 0); -EBADF for an fd
+ * that is not open (at once); -EINVAL for @events 0 or with bits poll(2)
+ * does not know; -ETIMEDOUT, -ECANCELED.
+ */
+int weft_poll(int fd, unsigned events);
+
+/*
+ * splice(2): move up to @len bytes from @fd_in to @fd_out, one of which
+ * must be a pipe, without copying them through user space. @off_in,
+ * @off_out: the offset in a file that is not a pipe, or -1 for its file
+ * position (a pipe's must be -1). @flags: SPLICE_F_MOVE, SPLICE_F_MORE
+ * (SPLICE_F_NONBLOCK is weft's to set). IORING_OP_SPLICE (Linux 5.7); on
+ * the epoll backend, splice(2) tried without blocking and a wait for the
+ * side that is not ready.
+ * Context: fiber. Return: the bytes moved, which may be fewer than @len (0:
+ * end of input); -ETIMEDOUT or -ECANCELED only when none moved; else
+ * splice's error (-EINVAL when neither fd is a pipe).
+ */
+ssize_t weft_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out, size_t len,
+		    unsigned flags);
+
+/*
+ * sendfile(2): up to @len bytes of the file @in_fd from offset @off (its
+ * file position is neither read nor moved) to the socket @out_fd, without a
+ * copy through user space. On io_uring, two IORING_OP_SPLICEs through a
+ * pipe of the loop's (file -> pipe -> socket); on epoll, sendfile(2) on
+ * the socket made non-blocking for the call (its flags are put back).
+ * Context: fiber. Return: the bytes sent, which may be fewer than @len (0:
+ * @off at the end of the file); -ETIMEDOUT or -ECANCELED only when none
+ * were sent; else the error (-EPIPE for a peer that hung up: never SIGPIPE).
+ */
+ssize_t weft_sendfile(int out_fd, int in_fd, int64_t off, size_t len);
+
+/*
+ * send(2) with zero copy: IORING_OP_SEND_ZC (Linux 6.0) pins @buf's pages
+ * and the NIC reads them, and this returns only once the kernel no longer
+ * needs @buf (its notification came), so the buffer may be reused at once.
+ * It pays for payloads of several KiB on a real NIC; on loopback, and for
+ * small sends, the kernel copies anyway and the pinning and the second
+ * completion make it slower than weft_send. Without SEND_ZC (older
+ * kernels, the epoll backend) it is weft_send. MSG_NOSIGNAL is added.
+ * Context: fiber. Return: as weft_send.
+ */
+ssize_t weft_send_zc(int fd, const void *buf, size_t len, int flags);
+
+/*
+ * ---- lent buffers -----------------------------------------------------------
+ *
+ * weft_recv_buf receives into a buffer the loop lends, chosen when the
+ * bytes arrive, so that a fiber parked on an idle connection holds no
+ * buffer (with weft_recv it pins its own). On io_uring, a provided-buffer
+ * ring (IORING_REGISTER_PBUF_RING, Linux 5.19) of
+ * weft_config.recv_buffers buffers of recv_buffer_size bytes each; on
+ * epoll, a slab of as many, used once the fd is readable. The memory is
+ * reserved at the loop's first weft_recv_buf and touched as it is used.
+ * When every buffer is lent, or the fd already holds 8 of them, the
+ * receive goes into a buffer of the same size allocated for it (counted in
+ * weft_stats.bufs_fallbacks): it never waits for a release and never fails
+ * for want of a buffer.
+ */
+typedef struct weft_buf {
+	void *data;	/* the bytes received */
+	size_t len;	/* how many */
+	uint64_t token; /* weft's, for weft_buf_release */
+} weft_buf;
+
+/*
+ * recv(2) into a lent buffer: at most recv_buffer_size bytes. @flags: as
+ * recv's (MSG_PEEK and MSG_WAITALL are refused with -EINVAL).
+ * Context: fiber. Return: the bytes received, with @out filled; 0 when the
+ * peer has shut down its side, or an error as weft_recv's, and then
+ * nothing is lent (@out is zeroed, and releasing it does nothing).
+ * -EINVAL for a NULL @out.
+ */
+ssize_t weft_recv_buf(int fd, weft_buf *out, int flags);
+/*
+ * Give a lent buffer back, in any order, from any thread (from another one
+ * it reaches its loop through the loop's inbox). It stays valid until
+ * then, even after weft_close(fd); a buffer still lent when its loop is
+ * destroyed stays valid too, and is freed by its release. @b is zeroed; a
+ * zeroed or NULL @b does nothing. Releasing a buffer twice aborts with a
+ * message (it may already be lent again).
+ */
+void weft_buf_release(weft_buf *b);
 
 /* Flags of weft_tcp_listen. */
 #define WEFT_TCP_REUSEPORT 1u /* SO_REUSEPORT: one listener per loop on the same port */

@@ -32,6 +32,7 @@
 
 struct weft_loop;
 struct weft__op;
+struct weft__bufs;
 
 struct weft__backend {
 	const char *name;
@@ -66,6 +67,14 @@ struct weft__backend {
 	int64_t (*now)(struct weft_loop *l);
 	/* Add the backend's counters to @out. */
 	void (*stats)(struct weft_loop *l, struct weft_stats *out);
+	/*
+	 * Optional: hand the loop's lent buffers @b to the kernel, which then
+	 * picks one for each lending receive (WEFT__OP_RECV_BUF completes with
+	 * WEFT__CF_BUF and the buffer's id, bufs.h); set b->ring_put for the
+	 * ones given back. Return: 0, or -errno: then the backend does not run
+	 * RECV_BUF itself any more (l->ops), and bufs.c lends them.
+	 */
+	int (*bufs_ring)(struct weft_loop *l, struct weft__bufs *b);
 };
 
 extern const struct weft__backend weft__backend_uring;

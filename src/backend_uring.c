@@ -313,6 +313,25 @@ static void uring_cancel_fd(struct weft_loop *l, int fd)
 /* ---- completions ------------------------------------------------------------ */
 
 /*
+ * A CQE of an op that may have more than one (WEFT__OPD_MORE): SEND_ZC's
+ * result says IORING_CQE_F_MORE when its notification (IORING_CQE_F_NOTIF,
+ * the kernel done with the buffer) is still to come. Return: true if it was
+ * the notification (nothing of the result to keep).
+ */
+static bool __attribute__((noinline))
+more_cqes(struct weft_loop *l, struct weft__op *op, int res, uint32_t flags)
+{
+	(void)res;
+	if (!(weft__opdef(op->code)->flags & WEFT__OPD_MORE))
+		WEFT__BUG(op->fiber, "a multishot CQE arrived for an op that asked for none");
+	if (flags & IORING_CQE_F_NOTIF)
+		return true;
+	op->due++; /* the notification */
+	l->inflight++;
+	return false;
+}
+
+/*
  * One CQE: res and flags are copied before the caller hands the slot back.
  * The op ends when its last due CQE arrives.
  */
@@ -335,10 +354,11 @@ static inline void dispatch(struct weft_loop *l, struct uring *u, uint64_t ud, i
 
 	if (WEFT__UNLIKELY(op->state != WEFT__OP_ARMED || op->due == 0))
 		WEFT__BUG(op->fiber, "a CQE arrived for an operation that is not in flight");
-	if (WEFT__UNLIKELY(flags & IORING_CQE_F_MORE))
-		WEFT__BUG(op->fiber, "a multishot CQE arrived; weft submits none");
 	switch (ud & UD_TAGS) {
 	case UD_OWN:
+		if (WEFT__UNLIKELY(flags & (IORING_CQE_F_MORE | IORING_CQE_F_NOTIF)) &&
+		    more_cqes(l, op, res, flags))
+			break;
 		if (WEFT__UNLIKELY(op == &u->wake_op))
 			l->inflight++; /* it was never counted (see uring_tick) */
 		op->kres = res;
@@ -644,4 +664,5 @@ const struct weft__backend weft__backend_uring = {
 	.wake = uring_wake,
 	.now = uring_now,
 	.stats = uring_stats,
+	.bufs_ring = weft__uring_bufs_ring,
 };

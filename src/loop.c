@@ -14,11 +14,13 @@
  *   5. fire the timers that are due.
  */
 #include "types.h"
+#include "bufs.h"
 #include "explain.h"
 #include "fiber.h"
 #include "inbox.h"
 #include "loop.h"
 #include "remote.h"
+#include "splice.h"
 #include "stack.h"
 #include "workers.h"
 
@@ -70,6 +72,8 @@ void weft_config_init(weft_config *cfg)
 	cfg->offload_threads = 4;
 	cfg->backend = env_backend();
 	cfg->max_posts = DEFAULT_MAX_POSTS;
+	cfg->recv_buffers = 1024;
+	cfg->recv_buffer_size = 4096;
 
 	const char *sqpoll = getenv("WEFT_SQPOLL");
 
@@ -102,6 +106,13 @@ static int check_config(weft_config *c)
 		c->sqpoll_idle_ms = 1000;
 	if (c->max_posts == 0)
 		c->max_posts = DEFAULT_MAX_POSTS;
+	if (c->recv_buffers == 0)
+		c->recv_buffers = 1024;
+	if (c->recv_buffer_size == 0)
+		c->recv_buffer_size = 4096;
+	if (c->recv_buffers > 32768 || (c->recv_buffers & (c->recv_buffers - 1)) ||
+	    c->recv_buffer_size < 64 || c->recv_buffer_size > (1u << 20))
+		return -EINVAL;
 	if (c->reserved32)
 		return -EINVAL;
 	for (size_t i = 0; i < sizeof(c->reserved) / sizeof(c->reserved[0]); i++)
@@ -406,6 +417,8 @@ void weft__loop_free(struct weft_loop *l)
 	while (atomic_load_explicit(&l->pushing, memory_order_seq_cst) > 0)
 		sched_yield();
 
+	/* From now on a release of a lent buffer from another thread frees it there. */
+	weft__bufs_orphan(l);
 	/* Records that came after the last run (a joined fiber sent home to be freed). */
 	weft__tls_loop = l;
 	if (!weft__inbox_empty(l))
@@ -415,7 +428,9 @@ void weft__loop_free(struct weft_loop *l)
 	weft__census_report(l);
 #endif
 	weft__workers_fini(l);
+	weft__pipes_free(l);
 	l->be->teardown(l);
+	weft__bufs_fini(l);
 	weft__heap_fini(&l->timers);
 	weft__stacks_fini(&l->stacks);
 	free(l);

@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,36 @@ ssize_t weft_send_all(int fd, const void *buf, size_t len, int flags)
 		done += (size_t)n;
 	}
 	return (ssize_t)len;
+}
+
+ssize_t weft_send_zc(int fd, const void *buf, size_t len, int flags)
+{
+	struct weft_loop *l = weft__tls_loop;
+	ssize_t n;
+
+	if (!l || !weft__op_native(l, WEFT__OP_SEND_ZC))
+		return weft_send(fd, buf, len, flags);
+	n = xfer(WEFT__OP_SEND_ZC, fd, buf, len, flags | MSG_NOSIGNAL);
+	/* A socket the kernel cannot send from user pages (AF_UNIX): a plain send. */
+	return n == -EOPNOTSUPP ? weft_send(fd, buf, len, flags) : n;
+}
+
+/* What poll(2) may be asked for. */
+#define POLL_EVENTS                                                                                \
+	(POLLIN | POLLPRI | POLLOUT | POLLRDHUP | POLLERR | POLLHUP | POLLRDNORM | POLLRDBAND |    \
+	 POLLWRNORM | POLLWRBAND)
+
+int weft_poll(int fd, unsigned events)
+{
+	struct weft__op op;
+
+	weft__op_init(&op, WEFT__OP_POLL, fd, 0, 0, 0, events);
+
+	if (events == 0 || (events & ~(unsigned)POLL_EVENTS))
+		return -EINVAL;
+	if (fd < 0)
+		return -EBADF;
+	return weft__op_run(&op);
 }
 
 /* A recvmsg or sendmsg. */

@@ -336,6 +336,28 @@ fallback(struct weft_loop *l, struct weft__op *op, const struct weft__opdef *d)
 
 /* ---- the await ------------------------------------------------------------------- */
 
+static inline int op_result(struct weft_fiber *self, struct weft__op *op);
+
+/* An op whose deadline is the loop's timer (WEFT__OPD_LOOP_TIMER): at it, a cancel. */
+static int __attribute__((noinline))
+run_timed(struct weft_loop *l, struct weft_fiber *self, struct weft__op *op)
+{
+	int64_t until = op->deadline;
+
+	op->deadline = WEFT_FOREVER;
+	l->be->submit(l, op);
+	while (op->state != WEFT__OP_DONE) {
+		int rc = weft__fiber_park(l, self, &op->wait, until);
+
+		if (rc == -ETIMEDOUT && op->state != WEFT__OP_DONE) {
+			op->oflags |= WEFT__OPF_TIMED_OUT;
+			l->be->cancel(l, op);
+			until = WEFT_FOREVER;
+		}
+	}
+	return op_result(self, op);
+}
+
 int weft__op_run(struct weft__op *op)
 {
 	struct weft_loop *l = weft__tls_loop;
@@ -361,25 +383,36 @@ int weft__op_run(struct weft__op *op)
 	op->complete = weft__op_complete;
 	op->fiber = self;
 	op->wait.cancel = op_cancel;
+	if (WEFT__UNLIKELY(def->flags & WEFT__OPD_LOOP_TIMER))
+		return run_timed(l, self, op);
 	l->be->submit(l, op);
 	while (op->state != WEFT__OP_DONE)
 		weft__fiber_park(l, self, &op->wait, WEFT_FOREVER);
 
-	/*
-	 * An operation ended early answers -ECANCELED, or -EINTR when an io-wq
-	 * worker was interrupted in it. Which of our reasons it was is decided
-	 * here and only here: the deadline (the backend says it fired) or
-	 * weft_cancel. An op that completed anyway keeps its own result.
-	 */
+	return op_result(self, op);
+}
+
+/*
+ * An op that ended early answers -ECANCELED, or -EINTR when an io-wq
+ * worker was interrupted in it (-ERESTARTSYS, 512, from a splice that
+ * Linux 6.18 lets out). Which of our reasons it was is decided here and
+ * only here: the deadline (the backend says it fired) or weft_cancel. An
+ * op that completed anyway keeps its own result.
+ */
+static inline __attribute__((always_inline)) int op_result(struct weft_fiber *self,
+							   struct weft__op *op)
+{
 	int res = op->res;
 
-	if (WEFT__UNLIKELY(res == -ECANCELED || res == -EINTR)) {
+	if (WEFT__UNLIKELY(res == -ECANCELED || res == -EINTR || res == -512)) {
 		bool cancelled = self->cancelled && (op->oflags & WEFT__OPF_CANCEL_SENT);
 
 		if ((op->oflags & WEFT__OPF_TIMED_OUT) && !cancelled)
 			return -ETIMEDOUT;
 		if (cancelled)
 			return -ECANCELED;
+		if (res == -512)
+			return -EINTR;
 	}
 	return res;
 }

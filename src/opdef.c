@@ -25,6 +25,9 @@
  *   shutdown    fd        -            how        -             -            -
  *   timeout     -         -            -          deadline (ns) -            -
  *   poll        fd        -            -          -             POLL* events -
+ *   splice      fd_out    off_in       len        off_out       SPLICE_F_*   fd_in/-
+ *   send_zc     fd        buf          len        -             MSG_*        -
+ *   recv_buf    fd        -            buf size   lent (out)    MSG_*        -/the bufs
  *
  * The io_uring backend copies fd, addr, len, off and op_flags into the SQE
  * field for field; uring_prep fixes what that gets wrong for an op. The
@@ -61,6 +64,26 @@ static void prep_renameat(void *p, struct weft__op *op)
 
 	sqe->len = (uint32_t)op->fd2;
 	sqe->addr2 = op->off2;
+}
+
+/* splice's input fd goes where the SQE has it (its offset is already in addr's place). */
+static void prep_splice(void *p, struct weft__op *op)
+{
+	struct io_uring_sqe *sqe = p;
+
+	sqe->splice_fd_in = op->fd2;
+}
+
+/* A lending receive: the kernel picks a buffer of the loop's group when the bytes arrive. */
+static void prep_recv_buf(void *p, struct weft__op *op)
+{
+	struct io_uring_sqe *sqe = p;
+
+	(void)op;
+	sqe->addr = 0;
+	sqe->off = 0;
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = 0;
 }
 
 #define SOCK (WEFT__OPD_FD | WEFT__OPD_DEADLINE)
@@ -202,6 +225,27 @@ const struct weft__opdef weft__opdefs[] = {
 			    .flags = WEFT__OPD_FD | WEFT__OPD_DEADLINE,
 			    .ready = WEFT__READY_EVENTS,
 			    .try_nb = weft__nb_poll },
+	/*
+	 * Linux 5.7. Between two fds, which the readiness of one op cannot say:
+	 * where the backend lacks it, weft_splice tries and polls by itself.
+	 */
+	[WEFT__OP_SPLICE] = { .name = "splice",
+			      .uring_op = IORING_OP_SPLICE,
+			      .flags = FILE_OP | WEFT__OPD_LOOP_TIMER,
+			      .uring_prep = prep_splice },
+	/* Linux 6.0: two completions, the result and the kernel's notification that buf is free. */
+	[WEFT__OP_SEND_ZC] = { .name = "send_zc",
+			       .uring_op = IORING_OP_SEND_ZC,
+			       .flags = SOCK | WEFT__OPD_MORE,
+			       .ready = WEFT__READY_OUT,
+			       .try_nb = weft__nb_send },
+	/* A receive into a buffer the loop lends (bufs.h): the kernel's pick, or the try's. */
+	[WEFT__OP_RECV_BUF] = { .name = "recv_buf",
+				.uring_op = IORING_OP_RECV,
+				.flags = SOCK,
+				.ready = WEFT__READY_IN,
+				.uring_prep = prep_recv_buf,
+				.try_nb = weft__nb_recv_buf },
 };
 
 _Static_assert(sizeof(weft__opdefs) / sizeof(weft__opdefs[0]) == WEFT__OP_COUNT,

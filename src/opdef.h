@@ -39,6 +39,9 @@ enum weft__opcode {
 	WEFT__OP_SHUTDOWN,
 	WEFT__OP_TIMEOUT,
 	WEFT__OP_POLL,
+	WEFT__OP_SPLICE,
+	WEFT__OP_SEND_ZC,
+	WEFT__OP_RECV_BUF,
 	WEFT__OP_COUNT
 };
 
@@ -77,6 +80,13 @@ enum weft__ready {
 #define WEFT__OPD_DIRFD (1u << 5)    /* op->fd is a directory fd (or AT_FDCWD) */
 #define WEFT__OPD_DIRFD2 (1u << 6)   /* op->fd2 is one too */
 #define WEFT__OPD_TIMER (1u << 7)    /* ends with -ETIME at the absolute time op->off */
+#define WEFT__OPD_MORE (1u << 8)     /* io_uring: its result may say a notification follows */
+/*
+ * The deadline is the loop's timer, which cancels the op, not a linked
+ * timeout: io_uring runs the op on io-wq, and Linux 6.18 never fires a
+ * timeout linked to a splice that blocks there.
+ */
+#define WEFT__OPD_LOOP_TIMER (1u << 9)
 
 /* What the hooks of a row know of an fd across ops: a byte kept per fd (0: nothing yet). */
 typedef uint8_t weft__memo;

@@ -10,6 +10,7 @@
  * of (see op.c): they read nothing else.
  */
 #include "opsys.h"
+#include "bufs.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -231,6 +232,33 @@ long weft__nb_recv(struct weft__op *op, uint8_t *memo)
 	if (op->op_flags & MSG_WAITALL)
 		return recv_waitall(op);
 	return sys_result(recv(op->fd, P(op->addr), op->len, (int)op->op_flags | MSG_DONTWAIT));
+}
+
+/*
+ * A receive into a buffer of the loop's set (op->off2), taken only now
+ * that the try may find bytes; without a free one, or with the fd at its
+ * bound, into one allocated for it. The lent record goes to op->off.
+ */
+long weft__nb_recv_buf(struct weft__op *op, uint8_t *memo)
+{
+	struct weft__bufs *b = P(op->off2);
+	struct weft__lent *d = weft__bufs_take(b, op->fd);
+	bool own = !d;
+	long r;
+
+	(void)memo;
+	if (own && !(d = weft__bufs_alloc(b)))
+		return -ENOMEM;
+	r = recv(op->fd, weft__bufs_data(d), op->len, (int)op->op_flags | MSG_DONTWAIT);
+	if (r > 0) {
+		op->off = (uint64_t)(uintptr_t)d;
+		if (own)
+			b->loop->stats.bufs_fallbacks++;
+		return r;
+	}
+	r = sys_result(r);
+	weft__bufs_put(d);
+	return r;
 }
 
 long weft__nb_send(struct weft__op *op, uint8_t *memo)

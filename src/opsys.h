@@ -27,6 +27,7 @@ long weft__nb_send(struct weft__op *op, uint8_t *memo);
 long weft__nb_recvmsg(struct weft__op *op, uint8_t *memo);
 long weft__nb_sendmsg(struct weft__op *op, uint8_t *memo);
 long weft__nb_poll(struct weft__op *op, uint8_t *memo);
+long weft__nb_recv_buf(struct weft__op *op, uint8_t *memo);
 /* Undo what connect's tries did to the socket's flags. */
 void weft__nb_connect_end(struct weft__op *op);
 

@@ -229,6 +229,8 @@ struct weft__stacks {
 
 struct weft__quiet;
 struct weft__workers;
+struct weft__bufs;
+struct weft__pipes;
 struct weft_pool;
 
 struct weft_loop {
@@ -258,6 +260,8 @@ struct weft_loop {
 	struct weft__quiet *quiet;     /* the pool's quiescence while weft_pool_run runs it */
 	bool quiet_idle;	       /* counted idle there */
 	struct weft__workers *workers; /* the worker pool, made at its first job */
+	struct weft__bufs *bufs;       /* the buffers weft_recv_buf lends, made at its first call */
+	struct weft__pipes *pipes;     /* pipes for weft_sendfile, made at its first call */
 	uint32_t next_id;
 	_Atomic bool running;	     /* weft_loop_run (or destroy) is running it */
 	bool ran;		     /* weft_loop_run was called: it stays on owner's thread */

@@ -8,6 +8,9 @@
  * threads wake the loop with, whose poll completes in wake_done.
  */
 #include "uring_setup.h"
+#include "bufs.h"
+
+#include <sys/mman.h>
 #include "explain.h"
 #include "opdef.h"
 
@@ -205,6 +208,64 @@ fail:
 	close(u->wake_fd);
 	free(u);
 	return rc;
+}
+
+/* ---- the lent buffers' ring ---------------------------------------------------------- */
+
+/* Buffer @bid back at the ring's tail, for the kernel to pick again. */
+static void ring_put(struct weft__bufs *b, uint32_t bid)
+{
+	struct io_uring_buf_ring *br = b->ring;
+
+	io_uring_buf_ring_add(br, b->slab + (size_t)bid * b->size, b->size, (unsigned short)bid,
+			      io_uring_buf_ring_mask(b->count), 0);
+	io_uring_buf_ring_advance(br, 1);
+}
+
+static void ring_free(struct weft__bufs *b)
+{
+	munmap(b->ring, (size_t)b->count * sizeof(struct io_uring_buf));
+	b->ring = NULL;
+}
+
+/*
+ * Register @b's buffers as group 0 of the loop's provided-buffer ring
+ * (IORING_REGISTER_PBUF_RING, Linux 5.19). liburing 2.3 has no
+ * io_uring_setup_buf_ring: the ring is mapped and filled here.
+ */
+int weft__uring_bufs_ring(struct weft_loop *l, struct weft__bufs *b)
+{
+	struct uring *u = U(l);
+	size_t len = (size_t)b->count * sizeof(struct io_uring_buf);
+	struct io_uring_buf_ring *br =
+	    mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct io_uring_buf_reg reg = { .ring_entries = b->count, .bgid = 0 };
+	int rc;
+
+	if (!weft__op_native(l, WEFT__OP_RECV_BUF)) {
+		if (br != MAP_FAILED)
+			munmap(br, len);
+		return -EOPNOTSUPP; /* no RECV here (WEFT_DISABLE_OPS): bufs.c lends them */
+	}
+	if (br == MAP_FAILED)
+		return -ENOMEM;
+	reg.ring_addr = (uint64_t)(uintptr_t)br;
+	io_uring_buf_ring_init(br);
+	rc = u->fatal ? u->fatal : io_uring_register_buf_ring(&u->ring, &reg, 0);
+	if (rc < 0) {
+		munmap(br, len);
+		l->ops &= ~((uint64_t)1 << WEFT__OP_RECV_BUF);
+		weft__explain_note("IORING_REGISTER_PBUF_RING", rc);
+		return rc;
+	}
+	b->ring = br;
+	b->ring_put = ring_put;
+	b->ring_free = ring_free;
+	for (uint32_t i = 0; i < b->count; i++)
+		io_uring_buf_ring_add(br, b->slab + (size_t)i * b->size, b->size, (unsigned short)i,
+				      io_uring_buf_ring_mask(b->count), (int)i);
+	io_uring_buf_ring_advance(br, (int)b->count);
+	return 0;
 }
 
 void weft__uring_teardown(struct weft_loop *l)

@@ -71,6 +71,8 @@ static inline struct uring *U(struct weft_loop *l)
 /* Set the ring up on @l (backend.h's setup), and tear it down. */
 int weft__uring_setup(struct weft_loop *l);
 void weft__uring_teardown(struct weft_loop *l);
+/* backend.h's bufs_ring: the lent buffers as a provided-buffer ring. */
+int weft__uring_bufs_ring(struct weft_loop *l, struct weft__bufs *b);
 
 #pragma GCC visibility pop
 
