@@ -7,6 +7,7 @@
  *   bench_io nop weft  - DEPTH OPS           weft_nop from DEPTH fibers
  *   bench_io nop raw   - DEPTH OPS           liburing NOPs, DEPTH in flight, same batching
  *   bench_io echo weft    - CONNS ROUNDS     loopback TCP ping-pong, one loop for both ends
+ *   bench_io echo weftbuf - CONNS ROUNDS     the same, the server end in weft_recv_buf
  *   bench_io echo epoll   - CONNS ROUNDS     the same shape as weft's: one thread, both
  *                                            ends, non-blocking sockets and epoll
  *   bench_io echo threads - CONNS ROUNDS     a blocking thread per connection end (2 x CONNS
@@ -237,6 +238,26 @@ static int echo_srv_weft(void *arg)
 	return 0;
 }
 
+/* The server end with weft_recv_buf: a buffer is lent only while bytes wait to be echoed. */
+static int echo_srv_weftbuf(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	weft_buf b;
+	ssize_t n;
+
+	while ((n = weft_recv_buf(fd, &b, 0)) > 0) {
+		ssize_t w = weft_send_all(fd, b.data, b.len, 0);
+
+		weft_buf_release(&b);
+		if (w < 0)
+			break;
+	}
+	weft_close(fd);
+	return 0;
+}
+
+static int use_buf;
+
 static int acceptor_weft(void *arg)
 {
 	(void)arg;
@@ -247,7 +268,7 @@ static int acceptor_weft(void *arg)
 		if (fd < 0)
 			return fd;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		weft_go(echo_srv_weft, (void *)(intptr_t)fd);
+		weft_go(use_buf ? echo_srv_weftbuf : echo_srv_weft, (void *)(intptr_t)fd);
 	}
 	return 0;
 }
@@ -480,7 +501,7 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: bench_io randread weft|pread FILE DEPTH OPS\n"
 			"       bench_io nop weft|raw - DEPTH OPS\n"
-			"       bench_io echo weft|epoll|threads - CONNS ROUNDS\n");
+			"       bench_io echo weft|weftbuf|epoll|threads - CONNS ROUNDS\n");
 	return 2;
 }
 
@@ -526,9 +547,10 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		total = depth * rounds;
-		if (!strcmp(mode, "weft"))
+		if (!strcmp(mode, "weft") || !strcmp(mode, "weftbuf")) {
 			fn = echo_weft;
-		else if (strcmp(mode, "threads") && strcmp(mode, "epoll"))
+			use_buf = !strcmp(mode, "weftbuf");
+		} else if (strcmp(mode, "threads") && strcmp(mode, "epoll"))
 			return usage();
 	} else {
 		return usage();

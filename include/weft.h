@@ -353,7 +353,10 @@ void weft_config_init(weft_config *cfg);
  * WEFT_DISABLE_OPS, a comma-separated list of IORING_OP_* numbers to treat
  * as missing, so the fallbacks run instead (a work-around for a kernel bug
  * in one opcode); WEFT_WAKE (auto, msg_ring, eventfd): how loops wake each
- * other, eventfd forcing the fallback of kernels without MSG_RING.
+ * other, eventfd forcing the fallback of kernels without MSG_RING;
+ * WEFT_POLL_FIRST (auto, off): off makes every io_uring receive try the
+ * socket before it waits, instead of waiting first where the last receive
+ * on that fd left it empty (IORING_RECVSEND_POLL_FIRST), for comparisons.
  * A value other than these makes weft_loop_create fail with -EINVAL, and
  * weft_loop_explain then names the variable and what it takes.
  */

@@ -208,6 +208,9 @@ static void prep(struct weft_loop *l, struct uring *u, struct weft__op *op)
 	op->due = 1;
 	if (def->uring_prep)
 		def->uring_prep(sqe, op);
+	if ((def->flags & WEFT__OPD_RECV) && u->poll_first &&
+	    !((size_t)op->fd < u->nonempty_cap && u->nonempty[op->fd]))
+		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	if (op->oflags & WEFT__OPF_HAS_FD)
 		weft__fdtable_track(&u->fds, op);
 	if (linked) {
@@ -313,6 +316,33 @@ static void uring_cancel_fd(struct weft_loop *l, int fd)
 /* ---- completions ------------------------------------------------------------ */
 
 /*
+ * Whether the last receive on @fd left bytes behind: its next one then
+ * tries the socket at once; else it waits for bytes first (POLL_FIRST),
+ * saving a try that would find nothing, as in a request-response protocol.
+ */
+static void note_nonempty(struct uring *u, int fd, bool left)
+{
+	if (fd < 0)
+		return;
+	if ((size_t)fd >= u->nonempty_cap) {
+		size_t cap = u->nonempty_cap ? u->nonempty_cap : 256;
+		uint8_t *v;
+
+		if (!left)
+			return; /* not known: it waits first, as if empty */
+		while (cap <= (size_t)fd)
+			cap *= 2;
+		v = realloc(u->nonempty, cap);
+		if (!v)
+			return;
+		memset(v + u->nonempty_cap, 0, cap - u->nonempty_cap);
+		u->nonempty = v;
+		u->nonempty_cap = cap;
+	}
+	u->nonempty[fd] = left;
+}
+
+/*
  * A CQE of an op that may have more than one (WEFT__OPD_MORE): SEND_ZC's
  * result says IORING_CQE_F_MORE when its notification (IORING_CQE_F_NOTIF,
  * the kernel done with the buffer) is still to come. Return: true if it was
@@ -365,6 +395,8 @@ static inline void dispatch(struct weft_loop *l, struct uring *u, uint64_t ud, i
 		op->kflags = flags;
 		if (op->oflags & (WEFT__OPF_FD_TRACKED | WEFT__OPF_FD_UNTRACKED))
 			weft__fdtable_untrack(&u->fds, op);
+		if (u->poll_first && (weft__opdef(op->code)->flags & WEFT__OPD_RECV))
+			note_nonempty(u, op->fd, res > 0 && (flags & IORING_CQE_F_SOCK_NONEMPTY));
 		break;
 	case UD_TIMEOUT:
 		if (res == -ETIME)

@@ -166,6 +166,8 @@ static int check_env(void)
 		return weft__explain_env("WEFT_BACKEND", s, "auto, uring or epoll");
 	if ((s = getenv("WEFT_WAKE")) && *s && !is_one_of(s, wakes))
 		return weft__explain_env("WEFT_WAKE", s, "auto, msg_ring or eventfd");
+	if ((s = getenv("WEFT_POLL_FIRST")) && *s && !is_one_of(s, markers))
+		return weft__explain_env("WEFT_POLL_FIRST", s, "auto or off");
 	if ((s = getenv("WEFT_GUARD_MARKERS")) && *s && !is_one_of(s, markers))
 		return weft__explain_env("WEFT_GUARD_MARKERS", s, "auto or off");
 	if ((s = getenv("WEFT_DISABLE_OPS")) && !is_op_list(s))

@@ -190,7 +190,7 @@ const struct weft__opdef weft__opdefs[] = {
 			       .nb_end = weft__nb_connect_end },
 	[WEFT__OP_RECV] = { .name = "recv",
 			    .uring_op = IORING_OP_RECV,
-			    .flags = SOCK,
+			    .flags = SOCK | WEFT__OPD_RECV,
 			    .fill = WEFT__FILL_BUF,
 			    .ready = WEFT__READY_IN,
 			    .try_nb = weft__nb_recv },
@@ -242,7 +242,7 @@ const struct weft__opdef weft__opdefs[] = {
 	/* A receive into a buffer the loop lends (bufs.h): the kernel's pick, or the try's. */
 	[WEFT__OP_RECV_BUF] = { .name = "recv_buf",
 				.uring_op = IORING_OP_RECV,
-				.flags = SOCK,
+				.flags = SOCK | WEFT__OPD_RECV,
 				.ready = WEFT__READY_IN,
 				.uring_prep = prep_recv_buf,
 				.try_nb = weft__nb_recv_buf },

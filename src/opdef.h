@@ -87,6 +87,8 @@ enum weft__ready {
  * timeout linked to a splice that blocks there.
  */
 #define WEFT__OPD_LOOP_TIMER (1u << 9)
+/* A socket receive: io_uring waits first (POLL_FIRST) unless the last one left bytes behind. */
+#define WEFT__OPD_RECV (1u << 10)
 
 /* What the hooks of a row know of an fd across ops: a byte kept per fd (0: nothing yet). */
 typedef uint8_t weft__memo;

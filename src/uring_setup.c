@@ -184,6 +184,10 @@ int weft__uring_setup(struct weft_loop *l)
 		u->msg_ring = (u->probe[IORING_OP_MSG_RING / 64] >> (IORING_OP_MSG_RING % 64)) & 1;
 		if (w && !strcmp(w, "eventfd"))
 			u->msg_ring = false;
+		w = getenv("WEFT_POLL_FIRST");
+		/* Linux 5.19, as IORING_OP_SOCKET: an older kernel refuses the flag. */
+		u->poll_first =
+		    ((u->probe[0] >> IORING_OP_SOCKET) & 1) && !(w && !strcmp(w, "off"));
 	}
 	if (l->cfg.iowq_bounded || l->cfg.iowq_unbounded) {
 		unsigned vals[2] = { l->cfg.iowq_bounded, l->cfg.iowq_unbounded };
@@ -275,6 +279,7 @@ void weft__uring_teardown(struct weft_loop *l)
 	io_uring_queue_exit(&u->ring);
 	close(u->wake_fd);
 	weft__fdtable_fini(&u->fds);
+	free(u->nonempty);
 	free(u);
 	l->be_data = NULL;
 }

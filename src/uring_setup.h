@@ -61,6 +61,11 @@ struct uring {
 	struct weft__op wake_op;
 	/* IORING_OP_MSG_RING (5.18) works and WEFT_WAKE does not forbid it. */
 	bool msg_ring;
+	/* IORING_RECVSEND_POLL_FIRST (5.19) is used (WEFT_POLL_FIRST is not off). */
+	bool poll_first;
+	/* Per fd: its last receive said bytes were left (IORING_CQE_F_SOCK_NONEMPTY). */
+	uint8_t *nonempty;
+	size_t nonempty_cap;
 };
 
 static inline struct uring *U(struct weft_loop *l)
