@@ -460,7 +460,7 @@ static void start(struct weft_loop *l, struct weft__op *op)
 	if (def->try_nb) {
 		long r = try_once(l, op, def);
 
-		if (r != -EAGAIN || !def->ready) {
+		if (r != -EAGAIN || !def->ready || weft__op_dontwait(def, op)) {
 			answer(l, op, (int)r);
 			return;
 		}

@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -208,7 +209,8 @@ static void prep(struct weft_loop *l, struct uring *u, struct weft__op *op)
 	op->due = 1;
 	if (def->uring_prep)
 		def->uring_prep(sqe, op);
-	if ((def->flags & WEFT__OPD_RECV) && u->poll_first &&
+	/* Never with MSG_DONTWAIT: the kernel would answer -EAGAIN without a try. */
+	if ((def->flags & WEFT__OPD_RECV) && u->poll_first && !(op->op_flags & MSG_DONTWAIT) &&
 	    !((size_t)op->fd < u->nonempty_cap && u->nonempty[op->fd]))
 		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	if (op->oflags & WEFT__OPF_HAS_FD)

@@ -290,7 +290,7 @@ static int poll_then_try(struct weft__op *op, const struct weft__opdef *d)
 		int rc;
 
 		r = d->try_nb(op, NULL);
-		if (r != -EAGAIN)
+		if (r != -EAGAIN || weft__op_dontwait(d, op))
 			break;
 		weft__op_init(&p, WEFT__OP_POLL, op->fd, 0, 0, 0, (uint32_t)ready_events(d, op));
 		rc = weft__op_run(&p);

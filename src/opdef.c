@@ -87,6 +87,7 @@ static void prep_recv_buf(void *p, struct weft__op *op)
 }
 
 #define SOCK (WEFT__OPD_FD | WEFT__OPD_DEADLINE)
+#define MSG_OP (SOCK | WEFT__OPD_MSG)
 #define FILE_OP (WEFT__OPD_FD | WEFT__OPD_DEADLINE)
 #define PATH_OP (WEFT__OPD_DIRFD | WEFT__OPD_DEADLINE)
 
@@ -190,24 +191,24 @@ const struct weft__opdef weft__opdefs[] = {
 			       .nb_end = weft__nb_connect_end },
 	[WEFT__OP_RECV] = { .name = "recv",
 			    .uring_op = IORING_OP_RECV,
-			    .flags = SOCK | WEFT__OPD_RECV,
+			    .flags = MSG_OP | WEFT__OPD_RECV,
 			    .fill = WEFT__FILL_BUF,
 			    .ready = WEFT__READY_IN,
 			    .try_nb = weft__nb_recv },
 	[WEFT__OP_SEND] = { .name = "send",
 			    .uring_op = IORING_OP_SEND,
-			    .flags = SOCK,
+			    .flags = MSG_OP,
 			    .ready = WEFT__READY_OUT,
 			    .try_nb = weft__nb_send },
 	[WEFT__OP_RECVMSG] = { .name = "recvmsg",
 			       .uring_op = IORING_OP_RECVMSG,
-			       .flags = SOCK,
+			       .flags = MSG_OP,
 			       .fill = WEFT__FILL_MSG,
 			       .ready = WEFT__READY_IN,
 			       .try_nb = weft__nb_recvmsg },
 	[WEFT__OP_SENDMSG] = { .name = "sendmsg",
 			       .uring_op = IORING_OP_SENDMSG,
-			       .flags = SOCK,
+			       .flags = MSG_OP,
 			       .ready = WEFT__READY_OUT,
 			       .try_nb = weft__nb_sendmsg },
 	[WEFT__OP_SHUTDOWN] = { .name = "shutdown",
@@ -236,13 +237,13 @@ const struct weft__opdef weft__opdefs[] = {
 	/* Linux 6.0: two completions, the result and the kernel's notification that buf is free. */
 	[WEFT__OP_SEND_ZC] = { .name = "send_zc",
 			       .uring_op = IORING_OP_SEND_ZC,
-			       .flags = SOCK | WEFT__OPD_MORE,
+			       .flags = MSG_OP | WEFT__OPD_MORE,
 			       .ready = WEFT__READY_OUT,
 			       .try_nb = weft__nb_send },
 	/* A receive into a buffer the loop lends (bufs.h): the kernel's pick, or the try's. */
 	[WEFT__OP_RECV_BUF] = { .name = "recv_buf",
 				.uring_op = IORING_OP_RECV,
-				.flags = SOCK | WEFT__OPD_RECV,
+				.flags = MSG_OP | WEFT__OPD_RECV,
 				.ready = WEFT__READY_IN,
 				.uring_prep = prep_recv_buf,
 				.try_nb = weft__nb_recv_buf },

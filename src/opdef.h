@@ -11,6 +11,8 @@
 
 #include "types.h"
 
+#include <sys/socket.h>
+
 #pragma GCC visibility push(hidden)
 
 /* weft's own operation codes: the index into the op table. */
@@ -89,6 +91,7 @@ enum weft__ready {
 #define WEFT__OPD_LOOP_TIMER (1u << 9)
 /* A socket receive: io_uring waits first (POLL_FIRST) unless the last one left bytes behind. */
 #define WEFT__OPD_RECV (1u << 10)
+#define WEFT__OPD_MSG (1u << 11) /* op_flags are MSG_*: MSG_DONTWAIT means no wait at all */
 
 /* What the hooks of a row know of an fd across ops: a byte kept per fd (0: nothing yet). */
 typedef uint8_t weft__memo;
@@ -134,6 +137,12 @@ static inline const struct weft__opdef *weft__opdef(unsigned code)
 static inline bool weft__op_native(const struct weft_loop *l, unsigned code)
 {
 	return (l->ops >> code) & 1;
+}
+
+/* Whether @op asked not to wait (MSG_DONTWAIT): its try's -EAGAIN is its answer. */
+static inline bool weft__op_dontwait(const struct weft__opdef *d, const struct weft__op *op)
+{
+	return (d->flags & WEFT__OPD_MSG) && (op->op_flags & MSG_DONTWAIT);
 }
 
 /* Whether a row never needs to wait: its try_nb always answers. */

@@ -133,6 +133,44 @@ static void test_poll_on_pipe_socket_eventfd_and_closed_fd(void **state)
 	assert_int_equal(c.rc[11], -EBADF);
 }
 
+/* A receive with MSG_DONTWAIT tries at once, even where the last one found the socket empty. */
+static int dontwait_main(void *arg)
+{
+	ssize_t *n = arg;
+	int sv[2];
+	char c;
+	weft_buf b;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -EIO;
+	n[0] = weft_recv(sv[0], &c, 1, MSG_DONTWAIT); /* empty: -EAGAIN */
+	weft_set_deadline(weft_now() + 5 * WEFT_MSEC);
+	n[1] = weft_recv(sv[0], &c, 1, 0); /* empty: it waited first, until the deadline */
+	weft_set_deadline(WEFT_FOREVER);
+	if (write(sv[1], "ab", 2) != 2)
+		return -EIO;
+	n[2] = weft_recv(sv[0], &c, 1, MSG_DONTWAIT);
+	n[3] = weft_recv_buf(sv[0], &b, MSG_DONTWAIT);
+	weft_buf_release(&b);
+	n[4] = weft_recv_buf(sv[0], &b, MSG_DONTWAIT);
+	close(sv[0]);
+	close(sv[1]);
+	return 0;
+}
+
+static void test_recv_with_dontwait_tries_at_once(void **state)
+{
+	ssize_t n[5] = { 0 };
+
+	(void)state;
+	assert_int_equal(t_run(dontwait_main, n), 0);
+	assert_int_equal(n[0], -EAGAIN);
+	assert_int_equal(n[1], -ETIMEDOUT);
+	assert_int_equal(n[2], 1);
+	assert_int_equal(n[3], 1);
+	assert_int_equal(n[4], -EAGAIN);
+}
+
 /* ---- splice and sendfile ---------------------------------------------------------- */
 
 /* Marks written into the sparse file: the rest reads as zeros. */
@@ -791,6 +829,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_poll_on_pipe_socket_eventfd_and_closed_fd),
+		cmocka_unit_test(test_recv_with_dontwait_tries_at_once),
 		cmocka_unit_test(test_splice_between_sockets_and_a_pipe),
 		cmocka_unit_test(test_sendfile_of_a_sparse_gigabyte_arrives_whole),
 		cmocka_unit_test(
