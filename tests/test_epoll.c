@@ -57,10 +57,23 @@ static void *open_writer(void *arg)
 
 	usleep((useconds_t)f->delay_ms * 1000);
 
-	int fd = open(f->path, O_WRONLY | O_CLOEXEC);
+	/*
+	 * Open the writing end once a reader is there (a non-blocking open
+	 * fails ENXIO until then). Under load the cancel may take the job back
+	 * before a worker ever ran it: then no reader comes, and a blocking open
+	 * would wait here for ever.
+	 */
+	for (int i = 0; i < 400; i++) {
+		int fd = open(f->path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
 
-	if (fd >= 0)
-		close(fd);
+		if (fd >= 0) {
+			close(fd);
+			break;
+		}
+		if (errno != ENXIO)
+			break;
+		usleep(5000);
+	}
 	return NULL;
 }
 
