@@ -395,10 +395,13 @@ static inline void dispatch(struct weft_loop *l, struct uring *u, uint64_t ud, i
 			l->inflight++; /* it was never counted (see uring_tick) */
 		op->kres = res;
 		op->kflags = flags;
-		if (op->oflags & (WEFT__OPF_FD_TRACKED | WEFT__OPF_FD_UNTRACKED))
+		/* A receive has an fd, so it is here: ops without one (NOPs) pay nothing. */
+		if (op->oflags & (WEFT__OPF_FD_TRACKED | WEFT__OPF_FD_UNTRACKED)) {
 			weft__fdtable_untrack(&u->fds, op);
-		if (u->poll_first && (weft__opdef(op->code)->flags & WEFT__OPD_RECV))
-			note_nonempty(u, op->fd, res > 0 && (flags & IORING_CQE_F_SOCK_NONEMPTY));
+			if (u->poll_first && (weft__opdef(op->code)->flags & WEFT__OPD_RECV))
+				note_nonempty(u, op->fd,
+					      res > 0 && (flags & IORING_CQE_F_SOCK_NONEMPTY));
+		}
 		break;
 	case UD_TIMEOUT:
 		if (res == -ETIME)
