@@ -328,6 +328,18 @@ typedef struct weft_stats {
 	 * its bound (modulo 2^32).
 	 */
 	uint32_t bufs_fallbacks;
+	/*
+	 * Since 0.5.0. Times weft_accept armed a listener's multishot accept
+	 * again after it had ended: the kernel ended it, or weft stopped it
+	 * because the listener's queue of accepted connections was full.
+	 */
+	uint64_t multishot_rearms;
+	/*
+	 * Room for counters to come: always 0. A program built against an
+	 * older weft.h, whose weft_stats ends before multishot_rearms, is
+	 * given only the fields it knows (weft_loop_stats@WEFT_0.1).
+	 */
+	uint64_t reserved[7];
 } weft_stats;
 
 /*

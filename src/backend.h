@@ -18,6 +18,9 @@
  * the op named (its buffers and the op record itself), never from inside
  * submit or cancel, and it never takes new kernel work while it is
  * dispatching completions: work submitted then waits until dispatch is over.
+ * A multishot op (its row says WEFT__OPD_MULTISHOT) is the other case:
+ * complete() runs for each of its results whose flags say
+ * IORING_CQE_F_MORE, the op staying ARMED, and once more at its end.
  * One exception: an op whose answer is known inside submit (the epoll
  * backend's non-blocking try succeeded), whose completion is the default
  * weft__op_complete and whose fiber is the one submitting, may be finished

@@ -345,7 +345,9 @@ static void note_nonempty(struct uring *u, int fd, bool left)
 }
 
 /*
- * A CQE of an op that may have more than one (WEFT__OPD_MORE): SEND_ZC's
+ * A CQE of a multishot op (WEFT__OPD_MULTISHOT) that says more follow: one
+ * result of many, handed to complete() at once. Or a CQE of an op that may
+ * have more than one (WEFT__OPD_MORE): SEND_ZC's
  * result says IORING_CQE_F_MORE when its notification (IORING_CQE_F_NOTIF,
  * the kernel done with the buffer) is still to come. Return: true if it was
  * the notification (nothing of the result to keep).
@@ -353,8 +355,17 @@ static void note_nonempty(struct uring *u, int fd, bool left)
 static bool __attribute__((noinline))
 more_cqes(struct weft_loop *l, struct weft__op *op, int res, uint32_t flags)
 {
-	(void)res;
-	if (!(weft__opdef(op->code)->flags & WEFT__OPD_MORE))
+	unsigned rowflags = weft__opdef(op->code)->flags;
+
+	if (rowflags & WEFT__OPD_MULTISHOT) {
+		if (!(flags & IORING_CQE_F_MORE))
+			return false; /* its last: the op ends as any other */
+		l->inflight++;	      /* it goes on: this CQE ends nothing */
+		op->due++;
+		op->complete(op, res, flags);
+		return true;
+	}
+	if (!(rowflags & WEFT__OPD_MORE))
 		WEFT__BUG(op->fiber, "a multishot CQE arrived for an op that asked for none");
 	if (flags & IORING_CQE_F_NOTIF)
 		return true;

@@ -4,6 +4,7 @@
  * field map in opdef.c) and running it. Arguments are checked here so that
  * bad input is a clear -errno before anything reaches the kernel.
  */
+#include "accept.h"
 #include "op.h"
 #include "opdef.h"
 
@@ -115,9 +116,13 @@ int weft_fdatasync(int fd)
  */
 int weft_close(int fd)
 {
+	struct weft_loop *l = weft__tls_loop;
 	struct weft__op op;
 
 	weft__op_init(&op, WEFT__OP_CLOSE, fd, 0, 0, 0, 0);
+	/* A listener's multishot accept holds the socket open: end it (and what it queued). */
+	if (l && l->acceptors && l->cur)
+		weft__accept_close(l, fd);
 
 	return weft__op_run(&op);
 }

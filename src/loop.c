@@ -14,6 +14,7 @@
  *   5. fire the timers that are due.
  */
 #include "types.h"
+#include "accept.h"
 #include "bufs.h"
 #include "explain.h"
 #include "fiber.h"
@@ -24,6 +25,7 @@
 #include "stack.h"
 #include "workers.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,7 +147,8 @@ static bool is_op_list(const char *s)
 
 /*
  * The environment variables weft reads (WEFT_RING_MODE, WEFT_SQPOLL,
- * WEFT_BACKEND, WEFT_WAKE, WEFT_DISABLE_OPS, WEFT_GUARD_MARKERS): a value
+ * WEFT_BACKEND, WEFT_WAKE, WEFT_DISABLE_OPS, WEFT_GUARD_MARKERS,
+ * WEFT_POLL_FIRST, WEFT_MULTISHOT_ACCEPT): a value
  * weft does not understand is refused rather than ignored, so that a typo
  * does not silently change nothing.
  */
@@ -168,6 +171,8 @@ static int check_env(void)
 		return weft__explain_env("WEFT_WAKE", s, "auto, msg_ring or eventfd");
 	if ((s = getenv("WEFT_POLL_FIRST")) && *s && !is_one_of(s, markers))
 		return weft__explain_env("WEFT_POLL_FIRST", s, "auto or off");
+	if ((s = getenv("WEFT_MULTISHOT_ACCEPT")) && *s && !is_one_of(s, markers))
+		return weft__explain_env("WEFT_MULTISHOT_ACCEPT", s, "auto or off");
 	if ((s = getenv("WEFT_GUARD_MARKERS")) && *s && !is_one_of(s, markers))
 		return weft__explain_env("WEFT_GUARD_MARKERS", s, "auto or off");
 	if ((s = getenv("WEFT_DISABLE_OPS")) && !is_op_list(s))
@@ -392,6 +397,14 @@ void weft__loop_shutdown(struct weft_loop *l, struct weft__quiet *q)
 		weft__tls_loop = outer;
 	}
 	l->destroying = true;
+	/* Listeners' multishot accepts end: their last CQEs come in the runs below. */
+	if (l->acceptors) {
+		struct weft_loop *outer = weft__tls_loop;
+
+		weft__tls_loop = l;
+		weft__accept_shutdown(l);
+		weft__tls_loop = outer;
+	}
 	l->quiet = q;
 	l->quiet_idle = false;
 	/*
@@ -429,6 +442,7 @@ void weft__loop_free(struct weft_loop *l)
 #if WEFT_STACK_CENSUS
 	weft__census_report(l);
 #endif
+	weft__accept_fini(l);
 	weft__workers_fini(l);
 	weft__pipes_free(l);
 	l->be->teardown(l);
@@ -447,10 +461,8 @@ void weft_loop_destroy(weft_loop *l)
 	weft__loop_free(l);
 }
 
-void weft_loop_stats(weft_loop *l, weft_stats *out)
+static void fill_stats(weft_loop *l, weft_stats *out)
 {
-	if (!l || !out)
-		return;
 	*out = l->stats;
 	out->fibers = l->live;
 	out->inflight = l->inflight;
@@ -459,6 +471,31 @@ void weft_loop_stats(weft_loop *l, weft_stats *out)
 	out->stacks_trimmed = l->stacks.trimmed;
 	out->timers = l->timers.len;
 	l->be->stats(l, out);
+}
+
+void weft_loop_stats(weft_loop *l, weft_stats *out)
+{
+	if (l && out)
+		fill_stats(l, out);
+}
+
+/*
+ * The weft_loop_stats of programs linked against 0.4 and before, whose
+ * weft_stats ended at bufs_fallbacks: only that much of it is written.
+ * (Exported as weft_loop_stats@WEFT_0.1; its own name stays local, weft.map.)
+ */
+#define STATS_V1_SIZE offsetof(weft_stats, multishot_rearms)
+__attribute__((visibility("default"))) void weft__loop_stats_v1(weft_loop *l, weft_stats *out);
+__asm__(".symver weft__loop_stats_v1, weft_loop_stats@WEFT_0.1");
+
+void weft__loop_stats_v1(weft_loop *l, weft_stats *out)
+{
+	weft_stats all;
+
+	if (!l || !out)
+		return;
+	fill_stats(l, &all);
+	memcpy(out, &all, STATS_V1_SIZE);
 }
 
 weft_loop *weft_loop_current(void)

@@ -5,6 +5,7 @@
  * weft_tcp_listen and weft_tcp_dial. Name resolution (getaddrinfo blocks)
  * runs on an offload worker.
  */
+#include "accept.h"
 #include "op.h"
 #include "opdef.h"
 #include "offload.h"
@@ -46,12 +47,20 @@ int weft_socket(int domain, int type, int protocol)
 
 int weft_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
+	struct weft_loop *l = weft__tls_loop;
 	struct weft__op op;
 
 	weft__op_init(&op, WEFT__OP_ACCEPT, fd, PTR(addr), 0, PTR(len), (uint32_t)flags);
 
 	if ((addr && !len) || (flags & ~(SOCK_CLOEXEC | SOCK_NONBLOCK)))
 		return -EINVAL;
+	/* io_uring: the listener's multishot accept (accept.c), unless it says otherwise. */
+	if (l && l->cur && fd >= 0 && weft__op_native(l, WEFT__OP_ACCEPT_MULTI)) {
+		int rc = weft__accept_multi(l, fd, addr, len, flags);
+
+		if (rc != WEFT__ACCEPT_PLAIN)
+			return rc;
+	}
 	return weft__op_run(&op);
 }
 

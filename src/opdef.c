@@ -28,6 +28,7 @@
  *   splice      fd_out    off_in       len        off_out       SPLICE_F_*   fd_in/-
  *   send_zc     fd        buf          len        -             MSG_*        -
  *   recv_buf    fd        -            buf size   lent (out)    MSG_*        -/the bufs
+ *   accept_multishot fd   -            -          -             SOCK_*       -
  *
  * The io_uring backend copies fd, addr, len, off and op_flags into the SQE
  * field for field; uring_prep fixes what that gets wrong for an op. The
@@ -55,6 +56,15 @@ static void prep_timeout(void *p, struct weft__op *op)
 	sqe->len = 1;
 	sqe->off = 0;
 	sqe->timeout_flags = IORING_TIMEOUT_ABS;
+}
+
+/* The accept goes on after each connection (IORING_ACCEPT_MULTISHOT, in ioprio). */
+static void prep_accept_multi(void *p, struct weft__op *op)
+{
+	struct io_uring_sqe *sqe = p;
+
+	(void)op;
+	sqe->ioprio |= IORING_ACCEPT_MULTISHOT;
 }
 
 /* renameat's new directory and path go where the SQE has them. */
@@ -247,6 +257,15 @@ const struct weft__opdef weft__opdefs[] = {
 				.ready = WEFT__READY_IN,
 				.uring_prep = prep_recv_buf,
 				.try_nb = weft__nb_recv_buf },
+	/*
+	 * Linux 5.19: a listener's multishot accept (accept.c), one new fd per
+	 * CQE, no addresses (the kernel would write every one into one slot).
+	 * Only io_uring runs it; elsewhere weft_accept is the plain accept.
+	 */
+	[WEFT__OP_ACCEPT_MULTI] = { .name = "accept_multishot",
+				    .uring_op = IORING_OP_ACCEPT,
+				    .flags = WEFT__OPD_MULTISHOT | WEFT__OPD_NEW_FD,
+				    .uring_prep = prep_accept_multi },
 };
 
 _Static_assert(sizeof(weft__opdefs) / sizeof(weft__opdefs[0]) == WEFT__OP_COUNT,

@@ -44,6 +44,7 @@ enum weft__opcode {
 	WEFT__OP_SPLICE,
 	WEFT__OP_SEND_ZC,
 	WEFT__OP_RECV_BUF,
+	WEFT__OP_ACCEPT_MULTI,
 	WEFT__OP_COUNT
 };
 
@@ -92,6 +93,12 @@ enum weft__ready {
 /* A socket receive: io_uring waits first (POLL_FIRST) unless the last one left bytes behind. */
 #define WEFT__OPD_RECV (1u << 10)
 #define WEFT__OPD_MSG (1u << 11) /* op_flags are MSG_*: MSG_DONTWAIT means no wait at all */
+/*
+ * io_uring: a multishot op, ended only by the kernel or a cancel. Its
+ * complete() runs for each CQE that says IORING_CQE_F_MORE (the op goes on,
+ * still ARMED), then once for the last, as for any op.
+ */
+#define WEFT__OPD_MULTISHOT (1u << 12)
 
 /* What the hooks of a row know of an fd across ops: a byte kept per fd (0: nothing yet). */
 typedef uint8_t weft__memo;

@@ -23,6 +23,7 @@
 
 struct weft_fiber;
 struct weft_loop;
+struct weft__acceptor;
 
 /* ---- the op record ------------------------------------------------------------ */
 
@@ -262,6 +263,7 @@ struct weft_loop {
 	struct weft__workers *workers; /* the worker pool, made at its first job */
 	struct weft__bufs *bufs;       /* the buffers weft_recv_buf lends, made at its first call */
 	struct weft__pipes *pipes;     /* pipes for weft_sendfile, made at its first call */
+	struct weft__acceptor *acceptors; /* listeners weft_accept keeps a multishot accept on */
 	uint32_t next_id;
 	_Atomic bool running;	     /* weft_loop_run (or destroy) is running it */
 	bool ran;		     /* weft_loop_run was called: it stays on owner's thread */

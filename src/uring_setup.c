@@ -188,6 +188,14 @@ int weft__uring_setup(struct weft_loop *l)
 		/* Linux 5.19, as IORING_OP_SOCKET: an older kernel refuses the flag. */
 		u->poll_first =
 		    ((u->probe[0] >> IORING_OP_SOCKET) & 1) && !(w && !strcmp(w, "off"));
+		/*
+		 * Multishot accept is Linux 5.19 too (accept.c also falls back
+		 * where a kernel refuses it); WEFT_MULTISHOT_ACCEPT=off, for
+		 * comparisons, keeps the plain accept.
+		 */
+		w = getenv("WEFT_MULTISHOT_ACCEPT");
+		if (!((u->probe[0] >> IORING_OP_SOCKET) & 1) || (w && !strcmp(w, "off")))
+			l->ops &= ~((uint64_t)1 << WEFT__OP_ACCEPT_MULTI);
 	}
 	if (l->cfg.iowq_bounded || l->cfg.iowq_unbounded) {
 		unsigned vals[2] = { l->cfg.iowq_bounded, l->cfg.iowq_unbounded };

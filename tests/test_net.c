@@ -700,15 +700,16 @@ static int accept_race_main(void *arg)
 			ar->got++;
 			close((int)b.rc);
 		} else if (b.rc == -ECANCELED) {
-			/* Then the connection is still in the backlog. */
-			int s2 = -1;
+			/*
+			 * Then the connection is still in the backlog (plain
+			 * accept), or in the listener's queue (multishot): the
+			 * next accept gets it.
+			 */
+			int64_t was = weft_set_deadline(weft_now() + 5 * WEFT_SEC);
+			int s2 = weft_accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
+			weft_set_deadline(was);
 			ar->cancelled++;
-			for (int k = 0; k < 100 && s2 < 0; k++) {
-				s2 = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-				if (s2 < 0)
-					weft_sleep(WEFT_MSEC);
-			}
 			if (s2 < 0)
 				ar->lost++;
 			else
