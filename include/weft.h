@@ -743,9 +743,32 @@ int weft_ftruncate(int fd, int64_t len);
 
 /* socket(2). Kernels before 5.19: the plain system call (it does not block). */
 int weft_socket(int domain, int type, int protocol);
-/* accept4(2) with flags 0; @addr and @len may be NULL. Return: the new fd. */
+/*
+ * accept4(2) with flags 0; @addr and @len may be NULL. Return: the new fd.
+ *
+ * On io_uring (Linux 5.19 and later) the first accept on a listener arms
+ * one multishot accept for it, and the loop keeps it armed: connections
+ * go to the fibers waiting in weft_accept, longest waiter first, and
+ * those that arrive while none waits are queued by the loop (up to 64;
+ * past that the multishot accept is stopped, the kernel's backlog holds
+ * the rest, and the next weft_accept that finds the queue empty arms it
+ * again; weft_stats.multishot_rearms counts these). So, on a listener
+ * weft accepts from:
+ * - close it with weft_close, which closes what is queued and ends the
+ *   accept (a plain close(2) leaves the socket open in the kernel);
+ * - accept only with weft_accept: a raw accept4(2) does not see the
+ *   connections already queued;
+ * - @addr is filled by getpeername(2) (the multishot accept has one
+ *   address slot for every connection): a peer that has already reset
+ *   has no name any more, and *@len is then 0.
+ * WEFT_MULTISHOT_ACCEPT=off in the environment makes every accept a
+ * single one (as on the epoll backend and on older kernels).
+ */
 int weft_accept(int fd, struct sockaddr *addr, socklen_t *len);
-/* accept4(2) with @flags (SOCK_CLOEXEC, SOCK_NONBLOCK). */
+/*
+ * accept4(2) with @flags (SOCK_CLOEXEC, SOCK_NONBLOCK): the new fd has
+ * exactly these flags, whichever accept made it.
+ */
 int weft_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 /*
  * connect(2). On the epoll backend a blocking socket is made non-blocking

@@ -58,7 +58,6 @@ struct weft__acceptor {
 	bool later_pending; /* `later` is on the loop's inbox */
 	bool want_stop;	    /* the queue reached its bound while CQEs were dispatched */
 	bool want_arm;	    /* the kernel ended it and fibers still wait */
-	bool waited;	    /* a fiber ever waited here (for the idle-listener rule) */
 };
 
 /* A fiber's wait in weft_accept. */

@@ -141,7 +141,8 @@ static bool readable_now(int fd)
 /*
  * Whether the listening socket @fd blocks: once per fd where there is a
  * memo (accept4 would tell only by blocking). Return: 1 blocking, 0 not,
- * or -errno (-EINVAL for a socket that does not listen, as accept4 says).
+ * or -errno (-EINVAL for a socket that does not listen, -EOPNOTSUPP for
+ * one that cannot, as accept4 says).
  */
 static int accept_blocks(int fd, uint8_t *memo)
 {
@@ -154,8 +155,17 @@ static int accept_blocks(int fd, uint8_t *memo)
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &sl) < 0)
 		return -errno;
-	if (!listening)
+	if (!listening) {
+		int type = 0;
+
+		/* As accept4: a datagram socket cannot accept at all, a stream one is not
+		 * listening. */
+		sl = sizeof(type);
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &sl) == 0 && type != SOCK_STREAM &&
+		    type != SOCK_SEQPACKET)
+			return -EOPNOTSUPP;
 		return -EINVAL;
+	}
 	if (memo)
 		*memo = (fl & O_NONBLOCK) ? MEMO_NONBLOCKING : MEMO_BLOCKING;
 	return !(fl & O_NONBLOCK);

@@ -6,7 +6,11 @@
  * up; a deadline after some bytes moved and before any); weft_send_zc; and
  * weft_recv_buf's lent buffers: idle fibers hold none, more connections
  * than buffers lose no byte, releases after close, from another thread and
- * after the loop is gone, deadlines and cancels while armed, bad input.
+ * after the loop is gone, deadlines and cancels while armed, bad input;
+ * and weft_accept's multishot accept: its bounded queue, order and
+ * addresses, a listener closed (and a loop destroyed) with connections
+ * queued, deadlines and cancels while armed and while queued, the flags
+ * each caller asked, a kernel that ends it (no fd left), bad listeners.
  */
 #define _GNU_SOURCE
 #include "helpers.h"
@@ -19,8 +23,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -825,6 +834,567 @@ static void test_releasing_a_buffer_twice_aborts_with_a_message(void **state)
 	assert_non_null(strstr(err, "weft_buf_release"));
 }
 
+/* ---- weft_accept: the listener's multishot accept ----------------------------------- */
+
+/*
+ * Whether weft_accept runs multishot here: io_uring on 5.19 or later
+ * (IORING_OP_SOCKET is the probe), not turned off, ACCEPT not disabled.
+ */
+static int multishot_expected(void)
+{
+	const char *w = getenv("WEFT_MULTISHOT_ACCEPT");
+	const char *off = getenv("WEFT_DISABLE_OPS");
+	struct utsname u;
+	int major = 0, minor = 0;
+
+	if (!t_on_uring() || (w && !strcmp(w, "off")) || uname(&u) < 0)
+		return 0;
+	if (off) {
+		char list[128];
+
+		snprintf(list, sizeof(list), ",%s,", off);
+		if (strstr(list, ",13,") || strstr(list, ",45,"))
+			return 0;
+	}
+	sscanf(u.release, "%d.%d", &major, &minor);
+	return major > 5 || (major == 5 && minor >= 19);
+}
+
+/* Open fds of the process (the directory's own fd is counted each time alike). */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static int listener(int backlog, struct sockaddr_in *at)
+{
+	socklen_t len = sizeof(*at);
+	int l = weft_tcp_listen("127.0.0.1", 0, backlog, 0);
+
+	if (l >= 0 && getsockname(l, (struct sockaddr *)at, &len) < 0)
+		return -errno;
+	return l;
+}
+
+/* A blocking connect over loopback: done at once while the backlog has room. */
+static int dial(const struct sockaddr_in *at)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (s < 0)
+		return -errno;
+	if (connect(s, (const struct sockaddr *)at, sizeof(*at)) < 0) {
+		close(s);
+		return -EIO;
+	}
+	return s;
+}
+
+static int local_port(int s)
+{
+	struct sockaddr_in me;
+	socklen_t len = sizeof(me);
+
+	return getsockname(s, (struct sockaddr *)&me, &len) < 0 ? -1 : ntohs(me.sin_port);
+}
+
+/* What a fd's flags say: 1 close-on-exec, 2 non-blocking. */
+static int fd_flags(int fd)
+{
+	int fd_fl = fcntl(fd, F_GETFD), fl = fcntl(fd, F_GETFL);
+
+	if (fd_fl < 0 || fl < 0)
+		return -1;
+	return ((fd_fl & FD_CLOEXEC) ? 1 : 0) | ((fl & O_NONBLOCK) ? 2 : 0);
+}
+
+/* A client whose server end is gone: it reads EOF or a reset (never hangs). */
+static int sees_end(int s)
+{
+	char c;
+	int64_t was = weft_set_deadline(weft_now() + 5 * WEFT_SEC);
+	ssize_t r = weft_recv(s, &c, 1, 0);
+
+	weft_set_deadline(was);
+	return r == 0 || r == -ECONNRESET;
+}
+
+/*
+ * Give the kernel's accepts time to land (a polling SQ thread may lag):
+ * wait until @want more fds than @base are open, for at most 2 s.
+ */
+static int settle(int base, int want)
+{
+	for (int i = 0; i < 2000 && count_fds() - base < want; i++)
+		weft_sleep(WEFT_MSEC);
+	return count_fds() - base;
+}
+
+#define QN 150
+
+struct qcase {
+	int accepted, in_order, named, queued, fds_leaked;
+	uint64_t rearms;
+};
+
+static int queue_main(void *arg)
+{
+	struct qcase *c = arg;
+	struct sockaddr_in at;
+	int cl[QN], before = count_fds(), l = listener(256, &at);
+	weft_stats st;
+
+	if (l < 0 || (cl[0] = dial(&at)) < 0)
+		return -EIO;
+	int s = weft_accept4(l, NULL, NULL, SOCK_CLOEXEC); /* arms the multishot accept */
+
+	if (s < 0)
+		return s;
+	close(s);
+	/* No fiber waits: weft queues up to its bound, the backlog holds the rest. */
+	for (int i = 1; i < QN; i++) {
+		if ((cl[i] = dial(&at)) < 0)
+			return -EIO;
+		weft_sleep(WEFT_MSEC / 2);
+	}
+	c->queued = settle(before, 1 + QN + (multishot_expected() ? 64 : 0)) - 1 - QN;
+	for (int i = 1; i < QN; i++) {
+		struct sockaddr_in peer;
+		socklen_t len = sizeof(peer);
+
+		s = weft_accept4(l, (struct sockaddr *)&peer, &len, SOCK_CLOEXEC);
+		if (s < 0)
+			break;
+		c->accepted++;
+		c->in_order += len == sizeof(peer) && ntohs(peer.sin_port) == local_port(cl[i]);
+		c->named +=
+		    peer.sin_family == AF_INET && peer.sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+		weft_close(s);
+	}
+	weft_loop_stats(weft_loop_current(), &st);
+	c->rearms = st.multishot_rearms;
+	for (int i = 0; i < QN; i++)
+		close(cl[i]);
+	weft_close(l);
+	c->fds_leaked = count_fds() - before;
+	return 0;
+}
+
+static void check_queue(int multishot)
+{
+	struct qcase c;
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(t_run(queue_main, &c), 0);
+	assert_int_equal(c.accepted, QN - 1);
+	assert_int_equal(c.in_order, QN - 1);
+	assert_int_equal(c.named, QN - 1);
+	assert_int_equal(c.fds_leaked, 0);
+	if (multishot) {
+		/* Stopped at its bound (a few more may come while the stop is on its way)... */
+		assert_in_range(c.queued, 64, 72);
+		/* ...and armed again once the queue had drained. */
+		assert_true(c.rearms >= 1);
+	} else {
+		assert_int_equal(c.queued, 0);
+		assert_int_equal(c.rearms, 0);
+	}
+}
+
+static void test_accept_queues_to_its_bound_in_order_and_arms_again(void **state)
+{
+	(void)state;
+	check_queue(multishot_expected());
+	/* The same with every accept a single one. */
+	setenv("WEFT_MULTISHOT_ACCEPT", "off", 1);
+	check_queue(0);
+	unsetenv("WEFT_MULTISHOT_ACCEPT");
+}
+
+struct closecase {
+	int before, queued, after_close, ends_seen, waiter, leaked;
+};
+
+static int accept_waiting(void *arg)
+{
+	int *l = arg;
+
+	return weft_accept4(*l, NULL, NULL, SOCK_CLOEXEC);
+}
+
+static int close_main(void *arg)
+{
+	struct closecase *c = arg;
+	struct sockaddr_in at;
+	int cl[10], l = listener(64, &at), c0, s, r;
+	weft_fiber *f;
+
+	c->before = count_fds();
+	if (l < 0 || (c0 = dial(&at)) < 0 || (s = weft_accept4(l, NULL, NULL, 0)) < 0)
+		return -EIO;
+	weft_close(s);
+	for (int i = 0; i < 10; i++) {
+		if ((cl[i] = dial(&at)) < 0)
+			return -EIO;
+		weft_sleep(WEFT_MSEC / 2);
+	}
+	c->queued = settle(c->before, 11 + (multishot_expected() ? 10 : 0)) - 11;
+	weft_close(l); /* closes what was queued, ends the accept */
+	c->after_close = count_fds() - c->before - 11;
+	for (int i = 0; i < 10; i++) {
+		c->ends_seen += sees_end(cl[i]);
+		close(cl[i]);
+	}
+	close(c0);
+
+	/* A fiber waiting in weft_accept when another closes the listener. */
+	if ((l = listener(4, &at)) < 0)
+		return l;
+	weft_spawn(NULL, accept_waiting, &l, &f);
+	weft_sleep(5 * WEFT_MSEC);
+	weft_close(l);
+	weft_join(f, &r);
+	c->waiter = r;
+	c->leaked = count_fds() - c->before + 1; /* the first listener was counted in before */
+	return 0;
+}
+
+static void test_closing_a_listener_closes_its_queued_connections(void **state)
+{
+	struct closecase c;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(t_run(close_main, &c), 0);
+	assert_int_equal(c.queued, multishot_expected() ? 10 : 0);
+	assert_int_equal(c.after_close, -1); /* the listener, and nothing queued left */
+	assert_int_equal(c.ends_seen, 10);
+	assert_int_equal(c.waiter, -ECANCELED);
+	assert_int_equal(c.leaked, 0);
+}
+
+struct leftcase {
+	int l, cl[6];
+};
+
+static int left_main(void *arg)
+{
+	struct leftcase *c = arg;
+	struct sockaddr_in at;
+	int s;
+
+	if ((c->l = listener(16, &at)) < 0 || (c->cl[0] = dial(&at)) < 0 ||
+	    (s = weft_accept4(c->l, NULL, NULL, 0)) < 0)
+		return -EIO;
+	weft_close(s);
+	for (int i = 1; i < 6; i++) {
+		if ((c->cl[i] = dial(&at)) < 0)
+			return -EIO;
+		weft_sleep(WEFT_MSEC / 2);
+	}
+	return 0; /* the loop goes with connections queued and the accept armed */
+}
+
+static void test_loop_destroyed_with_queued_connections_leaks_none(void **state)
+{
+	struct leftcase c;
+	int before = count_fds();
+
+	(void)state;
+	assert_int_equal(t_run(left_main, &c), 0);
+	assert_int_equal(count_fds() - before, 1 + 6); /* the listener and the clients */
+	/*
+	 * Each client was either queued by weft, and the destroy closed it (EOF
+	 * or a reset), or it still waits in the kernel's backlog (single
+	 * accepts; or the accept was not run for it yet): none is lost, none
+	 * leaked.
+	 */
+	int waiting[6], nwaiting = 0, s;
+
+	fcntl(c.l, F_SETFL, fcntl(c.l, F_GETFL) | O_NONBLOCK); /* an empty backlog: EAGAIN */
+	while (nwaiting < 6 && (s = accept4(c.l, NULL, NULL, 0)) >= 0) {
+		struct sockaddr_in peer;
+		socklen_t len = sizeof(peer);
+
+		assert_int_equal(getpeername(s, (struct sockaddr *)&peer, &len), 0);
+		waiting[nwaiting++] = ntohs(peer.sin_port);
+		close(s);
+	}
+	if (!multishot_expected())
+		assert_int_equal(nwaiting, 5);
+	for (int i = 1; i < 6; i++) {
+		struct pollfd p = { .fd = c.cl[i], .events = POLLIN };
+		int in_backlog = 0;
+		char ch;
+
+		for (int k = 0; k < nwaiting; k++)
+			in_backlog |= waiting[k] == local_port(c.cl[i]);
+		if (in_backlog)
+			continue;
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		assert_true(read(c.cl[i], &ch, 1) <= 0);
+	}
+	for (int i = 0; i < 6; i++)
+		close(c.cl[i]);
+	close(c.l);
+	assert_int_equal(count_fds(), before);
+}
+
+struct stagecase {
+	int timed, cancelled, early_cancel, past_deadline, got_port, want_port;
+	int64_t waited;
+};
+
+static int self_cancelled(void *arg)
+{
+	int *l = arg;
+
+	return weft_accept4(*l, NULL, NULL, 0);
+}
+
+static int stage_main(void *arg)
+{
+	struct stagecase *c = arg;
+	struct sockaddr_in at, peer;
+	socklen_t len = sizeof(peer);
+	int l = listener(16, &at), c1, s, r;
+	int64_t t0 = weft_now();
+	weft_fiber *f;
+
+	if (l < 0)
+		return l;
+	/* Armed, nothing arrives: the deadline, then a cancel. */
+	weft_set_deadline(t0 + 20 * WEFT_MSEC);
+	c->timed = weft_accept4(l, NULL, NULL, 0);
+	c->waited = weft_now() - t0;
+	weft_set_deadline(WEFT_FOREVER);
+	weft_spawn(NULL, accept_waiting, &l, &f);
+	weft_sleep(5 * WEFT_MSEC);
+	weft_cancel(f);
+	weft_join(f, &r);
+	c->cancelled = r;
+	/* A connection arrives with nobody waiting: queued (or in the backlog). */
+	if ((c1 = dial(&at)) < 0)
+		return -EIO;
+	c->want_port = local_port(c1);
+	weft_sleep(2 * WEFT_MSEC);
+	/* Queued: a cancelled fiber and a passed deadline fail at once, and take nothing. */
+	weft_spawn(NULL, self_cancelled, &l, &f);
+	weft_cancel(f);
+	weft_join(f, &r);
+	c->early_cancel = r;
+	weft_set_deadline(weft_now());
+	c->past_deadline = weft_accept4(l, NULL, NULL, 0);
+	weft_set_deadline(weft_now() + 5 * WEFT_SEC);
+	s = weft_accept4(l, (struct sockaddr *)&peer, &len, 0);
+	weft_set_deadline(WEFT_FOREVER);
+	if (s >= 0) {
+		c->got_port = ntohs(peer.sin_port);
+		weft_close(s);
+	}
+	close(c1);
+	weft_close(l);
+	return 0;
+}
+
+static void test_accept_deadline_and_cancel_while_armed_and_while_queued(void **state)
+{
+	struct stagecase c;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(t_run(stage_main, &c), 0);
+	assert_int_equal(c.timed, -ETIMEDOUT);
+	assert_true(c.waited >= 15 * WEFT_MSEC);
+	assert_int_equal(c.cancelled, -ECANCELED);
+	assert_int_equal(c.early_cancel, -ECANCELED);
+	assert_int_equal(c.past_deadline, -ETIMEDOUT);
+	assert_int_equal(c.got_port, c.want_port);
+}
+
+struct flagcase {
+	int got[5];
+};
+
+static int accept_both(void *arg)
+{
+	int *l = arg;
+
+	return weft_accept4(*l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+}
+
+static int flags_main(void *arg)
+{
+	struct flagcase *c = arg;
+	static const int want[] = { SOCK_CLOEXEC, SOCK_NONBLOCK, 0 };
+	struct sockaddr_in at;
+	int l = listener(16, &at), cl[5], s;
+	weft_fiber *f;
+
+	if (l < 0 || (cl[0] = dial(&at)) < 0)
+		return -EIO;
+	for (int i = 0; i < 3; i++) {
+		/* The accept is armed with SOCK_CLOEXEC; each fd gets what its caller asked. */
+		if (i > 0 && (cl[i] = dial(&at)) < 0)
+			return -EIO;
+		weft_sleep(WEFT_MSEC);
+		if ((s = weft_accept4(l, NULL, NULL, want[i])) < 0)
+			return s;
+		c->got[i] = fd_flags(s);
+		weft_close(s);
+	}
+	/* Handed to a waiting fiber that asked for other flags than the arm's. */
+	weft_spawn(NULL, accept_both, &l, &f);
+	weft_sleep(2 * WEFT_MSEC);
+	if ((cl[3] = dial(&at)) < 0)
+		return -EIO;
+	weft_join(f, &s);
+	c->got[3] = s < 0 ? s : fd_flags(s);
+	if (s >= 0)
+		weft_close(s);
+	/* weft_accept: no flags. */
+	if ((cl[4] = dial(&at)) < 0 || (s = weft_accept(l, NULL, NULL)) < 0)
+		return -EIO;
+	c->got[4] = fd_flags(s);
+	weft_close(s);
+	for (int i = 0; i < 5; i++)
+		close(cl[i]);
+	weft_close(l);
+	return 0;
+}
+
+static void test_accepted_fds_have_the_flags_their_caller_asked(void **state)
+{
+	struct flagcase c;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(t_run(flags_main, &c), 0);
+	assert_int_equal(c.got[0], 1);
+	assert_int_equal(c.got[1], 2);
+	assert_int_equal(c.got[2], 0);
+	assert_int_equal(c.got[3], 3);
+	assert_int_equal(c.got[4], 0);
+}
+
+struct emfilecase {
+	int full, after;
+	uint64_t rearms;
+};
+
+static int emfile_main(void *arg)
+{
+	struct emfilecase *c = arg;
+	struct sockaddr_in at;
+	struct rlimit was, low;
+	int l = listener(16, &at), cl, free_fd, s;
+	weft_stats st;
+
+	/* A connection waits in the backlog (an epoll loop waits for one before it tries). */
+	if (l < 0 || (cl = dial(&at)) < 0)
+		return -EIO;
+	/* Every fd number in use: the kernel's accept fails, and ends the multishot. */
+	if ((free_fd = dup(0)) < 0 || close(free_fd) < 0 || getrlimit(RLIMIT_NOFILE, &was) < 0)
+		return -EIO;
+	low = was;
+	low.rlim_cur = (rlim_t)free_fd;
+	if (setrlimit(RLIMIT_NOFILE, &low) < 0)
+		return -EIO;
+	c->full = weft_accept4(l, NULL, NULL, 0);
+	setrlimit(RLIMIT_NOFILE, &was);
+	/* Room again: the next accept arms it again and gets the connection. */
+	weft_set_deadline(weft_now() + 5 * WEFT_SEC);
+	s = weft_accept4(l, NULL, NULL, 0);
+	weft_set_deadline(WEFT_FOREVER);
+	c->after = s >= 0;
+	if (s >= 0)
+		weft_close(s);
+	weft_loop_stats(weft_loop_current(), &st);
+	c->rearms = st.multishot_rearms;
+	close(cl);
+	weft_close(l);
+	return 0;
+}
+
+static void test_accept_out_of_fds_fails_and_the_next_arms_again(void **state)
+{
+	struct emfilecase c;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(t_run(emfile_main, &c), 0);
+	assert_int_equal(c.full, -EMFILE);
+	assert_int_equal(c.after, 1);
+	assert_int_equal(c.rearms, multishot_expected() ? 1 : 0);
+}
+
+struct badcase {
+	int rc[6], then_ok;
+};
+
+static int bad_accept_main(void *arg)
+{
+	struct badcase *c = arg;
+	struct sockaddr_in at = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(at);
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), p[2], gone, cl, a;
+
+	if (s < 0 || u < 0 || pipe(p) < 0 || (gone = dup(p[0])) < 0)
+		return -EIO;
+	close(gone);
+	c->rc[0] = weft_accept4(s, NULL, NULL, 0); /* not listening */
+	c->rc[1] = weft_accept4(u, NULL, NULL, 0); /* a datagram socket */
+	c->rc[2] = weft_accept4(p[0], NULL, NULL, 0);
+	c->rc[3] = weft_accept4(gone, NULL, NULL, 0);
+	c->rc[4] = weft_accept4(s, NULL, NULL, 0x40000000);
+	c->rc[5] = weft_accept4(s, (struct sockaddr *)&at, NULL, 0);
+	/* The same socket, listening now: its accepts work (nothing stale was kept). */
+	if (bind(s, (struct sockaddr *)&at, sizeof(at)) < 0 || listen(s, 4) < 0 ||
+	    getsockname(s, (struct sockaddr *)&at, &len) < 0 || (cl = dial(&at)) < 0)
+		return -EIO;
+	weft_set_deadline(weft_now() + 5 * WEFT_SEC);
+	a = weft_accept4(s, NULL, NULL, 0);
+	weft_set_deadline(WEFT_FOREVER);
+	c->then_ok = a >= 0;
+	if (a >= 0)
+		weft_close(a);
+	close(cl);
+	weft_close(s);
+	close(u);
+	close(p[0]);
+	close(p[1]);
+	return 0;
+}
+
+static void test_accept_on_what_is_no_listener_fails_clearly(void **state)
+{
+	struct badcase c;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(t_run(bad_accept_main, &c), 0);
+	print_message("bad: %d %d %d %d %d %d\n", c.rc[0], c.rc[1], c.rc[2], c.rc[3], c.rc[4],
+		      c.rc[5]);
+	assert_int_equal(c.rc[0], -EINVAL);
+	assert_int_equal(c.rc[1], -EOPNOTSUPP);
+	assert_int_equal(c.rc[2], -ENOTSOCK);
+	assert_int_equal(c.rc[3], -EBADF);
+	assert_int_equal(c.rc[4], -EINVAL);
+	assert_int_equal(c.rc[5], -EINVAL);
+	assert_int_equal(c.then_ok, 1);
+	assert_int_equal(weft_accept(0, NULL, NULL), -EPERM); /* outside a fiber */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -840,6 +1410,13 @@ int main(void)
 		cmocka_unit_test(test_buffers_released_after_close_elsewhere_and_after_the_loop),
 		cmocka_unit_test(test_recv_buf_deadline_cancel_and_bad_input),
 		cmocka_unit_test(test_releasing_a_buffer_twice_aborts_with_a_message),
+		cmocka_unit_test(test_accept_queues_to_its_bound_in_order_and_arms_again),
+		cmocka_unit_test(test_closing_a_listener_closes_its_queued_connections),
+		cmocka_unit_test(test_loop_destroyed_with_queued_connections_leaks_none),
+		cmocka_unit_test(test_accept_deadline_and_cancel_while_armed_and_while_queued),
+		cmocka_unit_test(test_accepted_fds_have_the_flags_their_caller_asked),
+		cmocka_unit_test(test_accept_out_of_fds_fails_and_the_next_arms_again),
+		cmocka_unit_test(test_accept_on_what_is_no_listener_fails_clearly),
 	};
 
 	if (!t_io_uring_usable())
