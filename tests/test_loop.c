@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The loop: create, run, destroy, stats, ring modes, full SQ, CQ overflow. */
+#define _GNU_SOURCE /* dlvsym */
 #include "helpers.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -858,11 +860,40 @@ static void test_op_without_its_opcode_falls_back_or_fails_eopnotsupp_explained(
 	close(sv[1]);
 }
 
+/*
+ * A program built against 0.4's weft.h, whose weft_stats ends before
+ * multishot_rearms, binds weft_loop_stats@WEFT_0.1: it must write no byte
+ * past the struct that program knows.
+ */
+static void test_old_stats_symbol_writes_only_the_old_struct(void **state)
+{
+	typedef void (*stats_fn)(weft_loop *, weft_stats *);
+	stats_fn old = (stats_fn)dlvsym(RTLD_DEFAULT, "weft_loop_stats", "WEFT_0.1");
+	size_t old_size = offsetof(weft_stats, multishot_rearms);
+	unsigned char buf[sizeof(weft_stats)];
+	weft_stats now;
+	weft_loop *l;
+
+	(void)state;
+	if (!old)
+		skip(); /* linked statically: no symbol versions */
+	assert_int_equal(weft_loop_create(&l, NULL), 0);
+	memset(buf, 0xab, sizeof(buf));
+	old(l, (weft_stats *)buf);
+	weft_loop_stats(l, &now);
+	for (size_t i = old_size; i < sizeof(buf); i++)
+		assert_int_equal(buf[i], 0xab);
+	assert_memory_equal(buf, &now, offsetof(weft_stats, stacks_trimmed));
+	assert_int_equal(now.multishot_rearms, 0);
+	weft_loop_destroy(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_misspelt_environment_is_refused_with_a_sentence),
 		cmocka_unit_test(test_create_destroy_without_fibers),
+		cmocka_unit_test(test_old_stats_symbol_writes_only_the_old_struct),
 		cmocka_unit_test(test_create_rejects_bad_config),
 		cmocka_unit_test(test_run_one_fiber),
 		cmocka_unit_test(test_run_100k_fibers),

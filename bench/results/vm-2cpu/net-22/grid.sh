@@ -1,6 +1,6 @@
 #!/bin/bash
 # 3 rounds, configurations interleaved, pinned to CPU 1
-cd /work/main
+cd "$(dirname "$0")/../../../.." # the repository root, wherever it is cloned
 for round in 1 2 3; do
  for c in 50 500 5000; do r=$((200000 / c))
   for cfg in "weft auto" "weft off" "weftbuf auto" "weftbuf off" "epoll -"; do
