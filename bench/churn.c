@@ -89,13 +89,17 @@ static int pin(int cpu)
 /* ---- servers ------------------------------------------------------------------ */
 
 /* What every server measures: the window's start and end, and the totals. */
+struct srv_mark {
+	long acc;
+	int64_t ns, cpu;
+	weft_stats st;
+};
+
 static struct {
-	long accepted; /* in all */
-	long errors;   /* accept or close failures other than the final cancel */
-	long mark_acc, end_acc;
-	int64_t mark_ns, end_ns, mark_cpu, end_cpu;
-	weft_stats mark_st, end_st;
-	int marks; /* 0, 1 after 'm', 2 after 'e' */
+	long accepted;	       /* in all */
+	long errors;	       /* accept or close failures other than the final cancel */
+	struct srv_mark at[2]; /* the window's start ('m') and end ('e') */
+	int marks;	       /* 0, 1 after 'm', 2 after 'e' */
 } srv;
 
 static const char *srv_mode;
@@ -105,20 +109,14 @@ static void srv_snapshot(char c)
 {
 	weft_loop *l = weft_loop_current();
 
-	if (c == 'm' && srv.marks == 0) {
-		srv.mark_acc = srv.accepted;
-		srv.mark_ns = b_now();
-		srv.mark_cpu = cpu_ns();
+	if ((c == 'm' && srv.marks == 0) || (c == 'e' && srv.marks == 1)) {
+		struct srv_mark *m = &srv.at[srv.marks++];
+
+		m->acc = srv.accepted;
+		m->ns = b_now();
+		m->cpu = cpu_ns();
 		if (l)
-			weft_loop_stats(l, &srv.mark_st);
-		srv.marks = 1;
-	} else if (c == 'e' && srv.marks == 1) {
-		srv.end_acc = srv.accepted;
-		srv.end_ns = b_now();
-		srv.end_cpu = cpu_ns();
-		if (l)
-			weft_loop_stats(l, &srv.end_st);
-		srv.marks = 2;
+			weft_loop_stats(l, &m->st);
 	}
 }
 
@@ -129,10 +127,11 @@ static int srv_report(void)
 		return 1;
 	}
 	printf("accepted=%ld accepted_total=%ld errors=%ld secs=%.4f cpu_ns=%lld",
-	       srv.end_acc - srv.mark_acc, srv.accepted, srv.errors,
-	       (double)(srv.end_ns - srv.mark_ns) / 1e9, (long long)(srv.end_cpu - srv.mark_cpu));
+	       srv.at[1].acc - srv.at[0].acc, srv.accepted, srv.errors,
+	       (double)(srv.at[1].ns - srv.at[0].ns) / 1e9,
+	       (long long)(srv.at[1].cpu - srv.at[0].cpu));
 	if (srv_is_weft) {
-		const weft_stats *a = &srv.mark_st, *b = &srv.end_st;
+		const weft_stats *a = &srv.at[0].st, *b = &srv.at[1].st;
 
 		printf(" backend=%s enters=%llu sqes=%llu cqes=%llu switches=%llu "
 		       "multishot_rearms=%llu multishot_rearms_total=%llu",
