@@ -68,15 +68,6 @@
 #define FD_LISTEN 3
 #define FD_CTL 4
 
-static int64_t cpu_ns(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
-	       ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
-}
-
 static int pin(int cpu)
 {
 	cpu_set_t set;
@@ -114,7 +105,7 @@ static void srv_snapshot(char c)
 
 		m->acc = srv.accepted;
 		m->ns = b_now();
-		m->cpu = cpu_ns();
+		m->cpu = b_cpu_ns();
 		if (l)
 			weft_loop_stats(l, &m->st);
 	}
@@ -378,7 +369,7 @@ static int load(const struct opts *o, int port, int ctl, long *win_done, double 
 				break;
 			}
 			mark_done = cli.done;
-			mark_cpu = cpu_ns();
+			mark_cpu = b_cpu_ns();
 			phase = 1;
 		} else if (phase == 1 && now >= end) {
 			if (write(ctl, "e", 1) != 1) {
@@ -387,7 +378,7 @@ static int load(const struct opts *o, int port, int ctl, long *win_done, double 
 			}
 			*win_done = cli.done - mark_done;
 			*win_secs = (double)(now - mark) / 1e9;
-			*win_cpu_s = (double)(cpu_ns() - mark_cpu) / 1e9;
+			*win_cpu_s = (double)(b_cpu_ns() - mark_cpu) / 1e9;
 			phase = 2;
 			drain_by = now + 5000000000LL;
 		}
@@ -449,37 +440,6 @@ out:
 	free(slots);
 	close(ep);
 	return rc;
-}
-
-/* A key's number in the server's line, or -1. */
-static double field(const char *line, const char *key)
-{
-	char pat[64];
-	const char *p;
-
-	snprintf(pat, sizeof(pat), " %s=", key);
-	p = strstr(line, pat);
-	if (!p && !strncmp(line, pat + 1, strlen(pat + 1)))
-		p = line - 1;
-	return p ? strtod(p + strlen(pat), NULL) : -1;
-}
-
-static const char *word(const char *line, const char *key, char *buf, size_t len)
-{
-	char pat[64];
-	const char *p;
-	size_t n = 0;
-
-	snprintf(pat, sizeof(pat), " %s=", key);
-	p = strstr(line, pat);
-	if (!p)
-		return "?";
-	p += strlen(pat);
-	while (p[n] && p[n] != ' ' && p[n] != '\n' && n + 1 < len)
-		n++;
-	memcpy(buf, p, n);
-	buf[n] = 0;
-	return buf;
 }
 
 static int usage(void)
@@ -753,8 +713,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	double acc = field(line, "accepted"), secs = field(line, "secs");
-	double cpu = field(line, "cpu_ns");
+	double acc = b_field(line, "accepted"), secs = b_field(line, "secs");
+	double cpu = b_field(line, "cpu_ns");
 
 	if (acc <= 0 || secs <= 0 || cpu < 0) {
 		/*
@@ -762,7 +722,7 @@ int main(int argc, char **argv)
 		 * server may see 'm' and 'e' together (the epoll peer's accept
 		 * loop reads the control pipe only once the backlog is empty).
 		 */
-		if (!o.wrapper || field(line, "accepted_total") <= 0) {
+		if (!o.wrapper || b_field(line, "accepted_total") <= 0) {
 			fprintf(stderr, "bench_churn: the server's line makes no sense: '%s'\n",
 				line);
 			return 1;
@@ -784,15 +744,15 @@ int main(int argc, char **argv)
 	printf(" client_conns=%ld client_secs=%.3f client_busy=%.3f client_failed=%ld "
 	       "client_max_wait_us=%ld server_errors=%.0f accepted_total=%.0f",
 	       win_done, win_secs, win_secs > 0 ? win_cpu_s / win_secs : 0, cli.failed,
-	       cli.max_wait, field(line, "errors"), field(line, "accepted_total"));
+	       cli.max_wait, b_field(line, "errors"), b_field(line, "accepted_total"));
 	if (strstr(line, " backend=")) {
 		char b[32];
 
 		printf(" backend=%s enters_per_conn=%.3f sqes_per_conn=%.3f multishot_rearms=%.0f "
 		       "multishot_rearms_total=%.0f",
-		       word(line, "backend", b, sizeof(b)), field(line, "enters") / acc,
-		       field(line, "sqes") / acc, field(line, "multishot_rearms"),
-		       field(line, "multishot_rearms_total"));
+		       b_word(line, "backend", b, sizeof(b)), b_field(line, "enters") / acc,
+		       b_field(line, "sqes") / acc, b_field(line, "multishot_rearms"),
+		       b_field(line, "multishot_rearms_total"));
 	}
 	printf("\n");
 	return 0;

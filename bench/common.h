@@ -72,4 +72,46 @@ static inline void b_print_rusage(FILE *out)
 		ru.ru_nvcsw, ru.ru_nivcsw, ru.ru_minflt);
 }
 
+/* CPU time (user+sys) of the whole process so far, in ns. */
+static inline int64_t b_cpu_ns(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
+	       ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
+}
+
+/* The number after " KEY=" (or "KEY=" at the start) in a key=value line, or -1. */
+static inline double b_field(const char *line, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), " %s=", key);
+	p = strstr(line, pat);
+	if (!p && !strncmp(line, pat + 1, strlen(pat + 1)))
+		p = line - 1;
+	return p ? strtod(p + strlen(pat), NULL) : -1;
+}
+
+/* The word after " KEY=" in a key=value line, copied into @buf, or "?". */
+static inline const char *b_word(const char *line, const char *key, char *buf, size_t len)
+{
+	char pat[64];
+	const char *p;
+	size_t n = 0;
+
+	snprintf(pat, sizeof(pat), " %s=", key);
+	p = strstr(line, pat);
+	if (!p)
+		return "?";
+	p += strlen(pat);
+	while (p[n] && p[n] != ' ' && p[n] != '\n' && n + 1 < len)
+		n++;
+	memcpy(buf, p, n);
+	buf[n] = 0;
+	return buf;
+}
+
 #endif
