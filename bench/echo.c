@@ -11,7 +11,9 @@
  *   weft           weft on io_uring: a fiber per connection in weft_recv
  *                  into a SIZE-byte stack buffer, weft_send_all back
  *   weftbuf        the same with weft_recv_buf (a buffer lent by the loop,
- *                  released once echoed)
+ *                  released once echoed): its multishot receive, the default
+ *   weftbuf-oneshot  the same with WEFT_MULTISHOT_RECV=off: one receive SQE
+ *                  per call
  *   weft-epoll     weft on its epoll backend (WEFT_BACKEND=epoll), weft_recv
  *   weftbuf-epoll  the same with weft_recv_buf
  *   epoll          one thread: non-blocking sockets in epoll (level
@@ -653,7 +655,7 @@ static int usage(void)
 	fprintf(stderr,
 		"usage: bench_echo [-n CONNS] [-z SIZE] [-t SECS] [-w WARMUP_S] [-s SERVER_CPU]\n"
 		"                  [-c CLIENT_CPU] [-x WRAPPER] SERVER\n"
-		"SERVER: weft, weftbuf, weft-epoll, weftbuf-epoll or epoll\n"
+		"SERVER: weft, weftbuf, weftbuf-oneshot, weft-epoll, weftbuf-epoll or epoll\n"
 		"        bench_echo serve weft|weftbuf|epoll SIZE (the server alone)\n");
 	return 2;
 }
@@ -732,6 +734,7 @@ static pid_t spawn_server(const struct opts *o, int lfd, int ctl_rd, int out_wr)
 		setenv("WEFT_BACKEND", "epoll", 1);
 	else if (!strncmp(o->server, "weft", 4))
 		setenv("WEFT_BACKEND", "uring", 1);
+	setenv("WEFT_MULTISHOT_RECV", strstr(o->server, "-oneshot") ? "off" : "auto", 1);
 	execvp(argv[0], argv);
 	fprintf(stderr, "bench_echo: exec %s: %s\n", argv[0], strerror(errno));
 	_exit(127);
@@ -815,7 +818,7 @@ int main(int argc, char **argv)
 	o.server = argv[optind];
 	if (strcmp(o.server, "weft") && strcmp(o.server, "weftbuf") &&
 	    strcmp(o.server, "weft-epoll") && strcmp(o.server, "weftbuf-epoll") &&
-	    strcmp(o.server, "epoll")) {
+	    strcmp(o.server, "weftbuf-oneshot") && strcmp(o.server, "epoll")) {
 		fprintf(stderr, "bench_echo: unknown server '%s'\n", o.server);
 		return usage();
 	}

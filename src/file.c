@@ -5,6 +5,7 @@
  * bad input is a clear -errno before anything reaches the kernel.
  */
 #include "accept.h"
+#include "recvmulti.h"
 #include "op.h"
 #include "opdef.h"
 
@@ -52,8 +53,12 @@ static ssize_t rw(uint8_t code, int fd, const void *addr, size_t len, int64_t of
 ssize_t weft_read(int fd, void *buf, size_t len, int64_t off)
 {
 	int rc = check_buf(buf, len, off);
+	struct iovec v = { buf, len };
+	ssize_t n = rc < 0 ? rc : weft__recvm_before(fd, &v, 1, 0);
 
-	return rc < 0 ? rc : rw(WEFT__OP_READ, fd, buf, len, off);
+	if (WEFT__UNLIKELY(n != WEFT__RECVM_PLAIN))
+		return n; /* a socket's bytes queued by weft_recv_buf (recvmulti.h), or rc */
+	return rw(WEFT__OP_READ, fd, buf, len, off);
 }
 
 ssize_t weft_write(int fd, const void *buf, size_t len, int64_t off)
@@ -66,8 +71,11 @@ ssize_t weft_write(int fd, const void *buf, size_t len, int64_t off)
 ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t off)
 {
 	int rc = check_iov(iov, iovcnt, off);
+	ssize_t n = rc < 0 ? rc : weft__recvm_before(fd, iov, (size_t)iovcnt, 0);
 
-	return rc < 0 ? rc : rw(WEFT__OP_READV, fd, iov, (size_t)iovcnt, off);
+	if (WEFT__UNLIKELY(n != WEFT__RECVM_PLAIN))
+		return n;
+	return rw(WEFT__OP_READV, fd, iov, (size_t)iovcnt, off);
 }
 
 ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t off)
@@ -123,6 +131,9 @@ int weft_close(int fd)
 	/* A listener's multishot accept holds the socket open: end it (and what it queued). */
 	if (l && l->acceptors && l->cur)
 		weft__accept_close(l, fd);
+	/* So does weft_recv_buf's multishot receive (and what it queued goes back). */
+	if (l && l->cur && weft__recvm_has(l, fd))
+		weft__recvm_forget(l, fd);
 
 	return weft__op_run(&op);
 }

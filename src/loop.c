@@ -15,6 +15,7 @@
  */
 #include "types.h"
 #include "accept.h"
+#include "recvmulti.h"
 #include "bufs.h"
 #include "explain.h"
 #include "fiber.h"
@@ -148,7 +149,7 @@ static bool is_op_list(const char *s)
 /*
  * The environment variables weft reads (WEFT_RING_MODE, WEFT_SQPOLL,
  * WEFT_BACKEND, WEFT_WAKE, WEFT_DISABLE_OPS, WEFT_GUARD_MARKERS,
- * WEFT_POLL_FIRST, WEFT_MULTISHOT_ACCEPT): a value
+ * WEFT_POLL_FIRST, WEFT_MULTISHOT_ACCEPT, WEFT_MULTISHOT_RECV): a value
  * weft does not understand is refused rather than ignored, so that a typo
  * does not silently change nothing.
  */
@@ -173,6 +174,8 @@ static int check_env(void)
 		return weft__explain_env("WEFT_POLL_FIRST", s, "auto or off");
 	if ((s = getenv("WEFT_MULTISHOT_ACCEPT")) && *s && !is_one_of(s, markers))
 		return weft__explain_env("WEFT_MULTISHOT_ACCEPT", s, "auto or off");
+	if ((s = getenv("WEFT_MULTISHOT_RECV")) && *s && !is_one_of(s, markers))
+		return weft__explain_env("WEFT_MULTISHOT_RECV", s, "auto or off");
 	if ((s = getenv("WEFT_GUARD_MARKERS")) && *s && !is_one_of(s, markers))
 		return weft__explain_env("WEFT_GUARD_MARKERS", s, "auto or off");
 	if ((s = getenv("WEFT_DISABLE_OPS")) && !is_op_list(s))
@@ -398,11 +401,13 @@ void weft__loop_shutdown(struct weft_loop *l, struct weft__quiet *q)
 	}
 	l->destroying = true;
 	/* Listeners' multishot accepts end: their last CQEs come in the runs below. */
-	if (l->acceptors) {
+	/* So do the multishot receives; what they queued goes back to the buffers. */
+	if (l->acceptors || l->rx_cap) {
 		struct weft_loop *outer = weft__tls_loop;
 
 		weft__tls_loop = l;
 		weft__accept_shutdown(l);
+		weft__recvm_shutdown(l);
 		weft__tls_loop = outer;
 	}
 	l->quiet = q;
@@ -443,6 +448,7 @@ void weft__loop_free(struct weft_loop *l)
 	weft__census_report(l);
 #endif
 	weft__accept_fini(l);
+	weft__recvm_fini(l);
 	weft__workers_fini(l);
 	weft__pipes_free(l);
 	l->be->teardown(l);

@@ -6,6 +6,7 @@
  * runs on an offload worker.
  */
 #include "accept.h"
+#include "recvmulti.h"
 #include "op.h"
 #include "opdef.h"
 #include "offload.h"
@@ -58,8 +59,12 @@ int weft_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 	if (l && l->cur && fd >= 0 && weft__op_native(l, WEFT__OP_ACCEPT_MULTI)) {
 		int rc = weft__accept_multi(l, fd, addr, len, flags);
 
-		if (rc != WEFT__ACCEPT_PLAIN)
+		if (rc != WEFT__ACCEPT_PLAIN) {
+			if (rc >= 0 && weft__recvm_has(l, rc))
+				weft__recvm_forget(
+				    l, rc); /* its number was closed behind weft's back */
 			return rc;
+		}
 	}
 	return weft__op_run(&op);
 }
@@ -92,6 +97,18 @@ static ssize_t xfer(uint8_t code, int fd, const void *buf, size_t len, int flags
 
 ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 {
+	struct iovec v = { buf, len };
+	ssize_t n = weft__recvm_before(fd, &v, 1, flags);
+
+	/* What weft_recv_buf's multishot receive queued comes first (recvmulti.h). */
+	if (WEFT__UNLIKELY(n != WEFT__RECVM_PLAIN)) {
+		if (n > 0 && (flags & MSG_WAITALL) && (size_t)n < len) {
+			ssize_t m = weft_recv(fd, (char *)buf + n, len - (size_t)n, flags);
+
+			return m > 0 ? n + m : n;
+		}
+		return n;
+	}
 	return xfer(WEFT__OP_RECV, fd, buf, len, flags);
 }
 
@@ -145,6 +162,10 @@ int weft_poll(int fd, unsigned events)
 		return -EINVAL;
 	if (fd < 0)
 		return -EBADF;
+	/* Bytes weft_recv_buf's multishot receive queued are input ready now. */
+	if (WEFT__UNLIKELY(weft__tls_loop && weft__recvm_has(weft__tls_loop, fd)) &&
+	    (events & (POLLIN | POLLRDNORM)) && weft__recvm_readable(weft__tls_loop, fd))
+		return (int)(events & (POLLIN | POLLRDNORM));
 	return weft__op_run(&op);
 }
 
@@ -160,6 +181,17 @@ static ssize_t xfer_msg(uint8_t code, int fd, const struct msghdr *msg, int flag
 
 ssize_t weft_recvmsg(int fd, struct msghdr *msg, int flags)
 {
+	ssize_t n =
+	    msg ? weft__recvm_before(fd, msg->msg_iov, msg->msg_iovlen, flags) : WEFT__RECVM_PLAIN;
+
+	if (WEFT__UNLIKELY(n != WEFT__RECVM_PLAIN)) {
+		if (n >= 0) { /* a stream's queued bytes: no name, no control data */
+			msg->msg_namelen = 0;
+			msg->msg_controllen = 0;
+			msg->msg_flags = 0;
+		}
+		return n;
+	}
 	return xfer_msg(WEFT__OP_RECVMSG, fd, msg, flags);
 }
 

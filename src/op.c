@@ -389,7 +389,13 @@ int weft__op_run(struct weft__op *op)
 	while (op->state != WEFT__OP_DONE)
 		weft__fiber_park(l, self, &op->wait, WEFT_FOREVER);
 
-	return op_result(self, op);
+	int res = op_result(self, op);
+
+	/* A new fd whose number had a multishot receive: it was closed behind weft's back. */
+	if (WEFT__UNLIKELY(l->rx_cap > 0) && res >= 0 && (def->flags & WEFT__OPD_NEW_FD) &&
+	    (size_t)res < l->rx_cap && l->rx[res])
+		l->rx_forget(l, res);
+	return res;
 }
 
 /*

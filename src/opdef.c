@@ -96,6 +96,16 @@ static void prep_recv_buf(void *p, struct weft__op *op)
 	sqe->buf_group = 0;
 }
 
+/* A multishot receive into the loop's buffers (IORING_RECV_MULTISHOT, in ioprio; len 0). */
+static void prep_recv_multi(void *p, struct weft__op *op)
+{
+	struct io_uring_sqe *sqe = p;
+
+	prep_recv_buf(p, op);
+	sqe->len = 0;
+	sqe->ioprio |= IORING_RECV_MULTISHOT;
+}
+
 #define SOCK (WEFT__OPD_FD | WEFT__OPD_DEADLINE)
 #define MSG_OP (SOCK | WEFT__OPD_MSG)
 #define FILE_OP (WEFT__OPD_FD | WEFT__OPD_DEADLINE)
@@ -266,6 +276,15 @@ const struct weft__opdef weft__opdefs[] = {
 				    .uring_op = IORING_OP_ACCEPT,
 				    .flags = WEFT__OPD_MULTISHOT | WEFT__OPD_NEW_FD,
 				    .uring_prep = prep_accept_multi },
+	/*
+	 * Linux 6.0: weft_recv_buf's multishot receive on a stream socket
+	 * (recvmulti.c), one lent buffer per CQE. Only io_uring runs it;
+	 * elsewhere weft_recv_buf is the single-shot receive.
+	 */
+	[WEFT__OP_RECV_MULTI] = { .name = "recv_multishot",
+				  .uring_op = IORING_OP_RECV,
+				  .flags = WEFT__OPD_MULTISHOT,
+				  .uring_prep = prep_recv_multi },
 };
 
 _Static_assert(sizeof(weft__opdefs) / sizeof(weft__opdefs[0]) == WEFT__OP_COUNT,

@@ -45,6 +45,7 @@ enum weft__opcode {
 	WEFT__OP_SEND_ZC,
 	WEFT__OP_RECV_BUF,
 	WEFT__OP_ACCEPT_MULTI,
+	WEFT__OP_RECV_MULTI,
 	WEFT__OP_COUNT
 };
 

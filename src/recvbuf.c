@@ -8,6 +8,7 @@
  * lent), or an fd that holds its bound.
  */
 #include "bufs.h"
+#include "recvmulti.h"
 #include "op.h"
 #include "opdef.h"
 
@@ -33,11 +34,21 @@ static ssize_t recv_own(struct weft__bufs *b, int fd, int flags, struct weft__le
 }
 
 /* The kernel picks: the op's completion names the buffer it filled. */
-static ssize_t recv_picked(struct weft__bufs *b, int fd, int flags, struct weft__lent **out)
+static ssize_t recv_picked(struct weft__bufs *b, int fd, int flags, struct weft__lent **out,
+			   size_t *skip_out)
 {
 	struct weft__op op;
 	ssize_t n;
 
+	if (flags == 0 && weft__op_native(b->loop, WEFT__OP_RECV_MULTI)) {
+		size_t skip = 0;
+
+		n = weft__recvm_recv(b->loop, b, fd, out, &skip);
+		if (n != WEFT__RECVM_PLAIN) {
+			*skip_out = skip;
+			return n;
+		}
+	}
 	if (weft__bufs_fd_full(b, fd))
 		return recv_own(b, fd, flags, out);
 	weft__op_init(&op, WEFT__OP_RECV_BUF, fd, 0, b->size, 0, (uint32_t)flags);
@@ -77,6 +88,7 @@ ssize_t weft_recv_buf(int fd, weft_buf *out, int flags)
 	struct weft_loop *l = weft__tls_loop;
 	struct weft__lent *d = NULL;
 	struct weft__bufs *b;
+	size_t skip = 0;
 	ssize_t n;
 
 	if (!out)
@@ -92,11 +104,11 @@ ssize_t weft_recv_buf(int fd, weft_buf *out, int flags)
 	if (!b)
 		return -ENOMEM;
 	if (b->ring_put && weft__op_native(l, WEFT__OP_RECV_BUF))
-		n = recv_picked(b, fd, flags, &d);
+		n = recv_picked(b, fd, flags, &d, &skip);
 	else
 		n = recv_taken(b, fd, flags, &d);
 	if (n > 0 && d) {
-		out->data = weft__bufs_data(d);
+		out->data = (char *)weft__bufs_data(d) + skip;
 		out->len = (size_t)n;
 		out->token = (uint64_t)(uintptr_t)d;
 	}

@@ -24,6 +24,7 @@
 struct weft_fiber;
 struct weft_loop;
 struct weft__acceptor;
+struct weft__receiver;
 
 /* ---- the op record ------------------------------------------------------------ */
 
@@ -264,6 +265,9 @@ struct weft_loop {
 	struct weft__bufs *bufs;       /* the buffers weft_recv_buf lends, made at its first call */
 	struct weft__pipes *pipes;     /* pipes for weft_sendfile, made at its first call */
 	struct weft__acceptor *acceptors; /* listeners weft_accept keeps a multishot accept on */
+	struct weft__receiver **rx; /* by fd: weft_recv_buf's multishot receives (recvmulti.c) */
+	size_t rx_cap;
+	void (*rx_forget)(struct weft_loop *l, int fd); /* weft__recvm_forget, for op.c */
 	uint32_t next_id;
 	_Atomic bool running;	     /* weft_loop_run (or destroy) is running it */
 	bool ran;		     /* weft_loop_run was called: it stays on owner's thread */

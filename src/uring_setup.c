@@ -155,6 +155,35 @@ static void wake_done(struct weft__op *op, int res, uint32_t flags)
 		WEFT__BUG(NULL, "read of the wake eventfd failed");
 }
 
+/* What the kernel's ops allow beyond the op table, and what the environment turns off. */
+static void pick_features(struct weft_loop *l, struct uring *u)
+{
+	const char *w = getenv("WEFT_WAKE");
+
+	u->msg_ring = (u->probe[IORING_OP_MSG_RING / 64] >> (IORING_OP_MSG_RING % 64)) & 1;
+	if (w && !strcmp(w, "eventfd"))
+		u->msg_ring = false;
+	w = getenv("WEFT_POLL_FIRST");
+	/* Linux 5.19, as IORING_OP_SOCKET: an older kernel refuses the flag. */
+	u->poll_first = ((u->probe[0] >> IORING_OP_SOCKET) & 1) && !(w && !strcmp(w, "off"));
+	/*
+	 * Multishot accept is Linux 5.19 too (accept.c also falls back
+	 * where a kernel refuses it); WEFT_MULTISHOT_ACCEPT=off, for
+	 * comparisons, keeps the plain accept.
+	 */
+	w = getenv("WEFT_MULTISHOT_ACCEPT");
+	if (!((u->probe[0] >> IORING_OP_SOCKET) & 1) || (w && !strcmp(w, "off")))
+		l->ops &= ~((uint64_t)1 << WEFT__OP_ACCEPT_MULTI);
+	/*
+	 * Multishot receive is Linux 6.0, as IORING_OP_SEND_ZC (recvmulti.c
+	 * also falls back where a kernel refuses it); WEFT_MULTISHOT_RECV=off
+	 * keeps weft_recv_buf's single-shot receive.
+	 */
+	w = getenv("WEFT_MULTISHOT_RECV");
+	if (!((u->probe[0] >> IORING_OP_SEND_ZC) & 1) || (w && !strcmp(w, "off")))
+		l->ops &= ~((uint64_t)1 << WEFT__OP_RECV_MULTI);
+}
+
 int weft__uring_setup(struct weft_loop *l)
 {
 	struct uring *u = calloc(1, sizeof(*u));
@@ -178,25 +207,7 @@ int weft__uring_setup(struct weft_loop *l)
 	u->disabled = u->flags & IORING_SETUP_R_DISABLED;
 	u->defer = u->flags & IORING_SETUP_DEFER_TASKRUN;
 	probe_ops(l, u);
-	{
-		const char *w = getenv("WEFT_WAKE");
-
-		u->msg_ring = (u->probe[IORING_OP_MSG_RING / 64] >> (IORING_OP_MSG_RING % 64)) & 1;
-		if (w && !strcmp(w, "eventfd"))
-			u->msg_ring = false;
-		w = getenv("WEFT_POLL_FIRST");
-		/* Linux 5.19, as IORING_OP_SOCKET: an older kernel refuses the flag. */
-		u->poll_first =
-		    ((u->probe[0] >> IORING_OP_SOCKET) & 1) && !(w && !strcmp(w, "off"));
-		/*
-		 * Multishot accept is Linux 5.19 too (accept.c also falls back
-		 * where a kernel refuses it); WEFT_MULTISHOT_ACCEPT=off, for
-		 * comparisons, keeps the plain accept.
-		 */
-		w = getenv("WEFT_MULTISHOT_ACCEPT");
-		if (!((u->probe[0] >> IORING_OP_SOCKET) & 1) || (w && !strcmp(w, "off")))
-			l->ops &= ~((uint64_t)1 << WEFT__OP_ACCEPT_MULTI);
-	}
+	pick_features(l, u);
 	if (l->cfg.iowq_bounded || l->cfg.iowq_unbounded) {
 		unsigned vals[2] = { l->cfg.iowq_bounded, l->cfg.iowq_unbounded };
 
