@@ -857,6 +857,27 @@ ssize_t weft_send_zc(int fd, const void *buf, size_t len, int flags);
  * receive goes into a buffer of the same size allocated for it (counted in
  * weft_stats.bufs_fallbacks): it never waits for a release and never fails
  * for want of a buffer.
+ *
+ * Multishot receive (io_uring, Linux 6.0; WEFT_MULTISHOT_RECV=off turns it
+ * off): on a stream socket, weft_recv_buf arms one multishot receive for
+ * the fd and keeps it armed after it returns, so that a connection that
+ * answers request after request pays no submission for its receives. What
+ * arrives while no fiber waits in weft_recv_buf is queued for the fd, each
+ * in a lent buffer (past 4 queued, or 8 lent to the fd, the receive is
+ * stopped and the socket's own buffer holds the rest until the next call
+ * arms it again; weft_stats.multishot_rearms counts these). So, on an fd
+ * read with weft_recv_buf:
+ * - close it with weft_close, which gives the queued buffers back and ends
+ *   the receive (a plain close(2) leaves the socket open in the kernel
+ *   until weft hands out the same fd number again, or the loop ends);
+ * - weft_recv, weft_read, weft_readv, weft_recvmsg take the queued bytes
+ *   first (then end the receive before they read the socket), and
+ *   weft_poll sees them as POLLIN; a raw recv(2) or read(2) does not see
+ *   them, and a weft_recvmsg that returns them gives no name or control.
+ * Datagram sockets get the single-shot receive, and so do calls with
+ * @flags: MSG_DONTWAIT takes what is queued (-EAGAIN if nothing is, while
+ * the receive is armed); other flags on an fd whose receive is armed or
+ * holds bytes fail -EINVAL, as they cannot apply to bytes already received.
  */
 typedef struct weft_buf {
 	void *data;	/* the bytes received */

@@ -40,10 +40,11 @@ static ssize_t recv_picked(struct weft__bufs *b, int fd, int flags, struct weft_
 	struct weft__op op;
 	ssize_t n;
 
-	if (flags == 0 && weft__op_native(b->loop, WEFT__OP_RECV_MULTI)) {
+	if (weft__op_native(b->loop, WEFT__OP_RECV_MULTI) &&
+	    (flags == 0 || weft__recvm_has(b->loop, fd))) {
 		size_t skip = 0;
 
-		n = weft__recvm_recv(b->loop, b, fd, out, &skip);
+		n = weft__recvm_recv(b->loop, b, fd, flags, out, &skip);
 		if (n != WEFT__RECVM_PLAIN) {
 			*skip_out = skip;
 			return n;

@@ -320,8 +320,8 @@ static int wait_on(struct weft__waitq *q, struct rx_wait *rw, struct weft__recei
 	return weft__waiter_wait(&rw->w); /* from here on, @r may be gone */
 }
 
-ssize_t weft__recvm_recv(struct weft_loop *l, struct weft__bufs *b, int fd, struct weft__lent **out,
-			 size_t *skip)
+ssize_t weft__recvm_recv(struct weft_loop *l, struct weft__bufs *b, int fd, int flags,
+			 struct weft__lent **out, size_t *skip)
 {
 	struct weft_fiber *self = l->cur;
 
@@ -332,6 +332,9 @@ ssize_t weft__recvm_recv(struct weft_loop *l, struct weft__bufs *b, int fd, stru
 
 		if (!r || r == NOT_STREAM)
 			return WEFT__RECVM_PLAIN;
+		if (flags & ~MSG_DONTWAIT)
+			return r->armed || r->qlen || r->eof || r->err ? -EINVAL
+								       : WEFT__RECVM_PLAIN;
 		if (self->cancelled)
 			return -ECANCELED;
 		if (self->deadline != WEFT_FOREVER && l->be->now(l) >= self->deadline)
@@ -354,6 +357,8 @@ ssize_t weft__recvm_recv(struct weft_loop *l, struct weft__bufs *b, int fd, stru
 			return 0;
 		if (!weft__op_native(l, WEFT__OP_RECV_MULTI))
 			return WEFT__RECVM_PLAIN; /* the kernel refused it */
+		if (flags & MSG_DONTWAIT)
+			return r->armed ? -EAGAIN : WEFT__RECVM_PLAIN; /* no wait, no arming */
 		if (weft__bufs_fd_full(b, fd)) {
 			if (!r->armed)
 				return WEFT__RECVM_PLAIN; /* its own buffer, single-shot */

@@ -36,10 +36,13 @@ struct weft__lent;
  * weft_recv_buf's receive on @fd with the multishot receive: a queued
  * reception at once, else wait for the armed one. Return: bytes (> 0; *out
  * the buffer, *skip bytes at its front already taken by a copying receive),
- * 0 at end of file, -errno, or WEFT__RECVM_PLAIN.
+ * 0 at end of file, -errno, or WEFT__RECVM_PLAIN. @flags: 0 arms it;
+ * MSG_DONTWAIT takes what is queued, else -EAGAIN while it is armed; any
+ * other is the single-shot receive's, and -EINVAL while it is armed or
+ * holds receptions (they would come out of order).
  */
-ssize_t weft__recvm_recv(struct weft_loop *l, struct weft__bufs *b, int fd, struct weft__lent **out,
-			 size_t *skip);
+ssize_t weft__recvm_recv(struct weft_loop *l, struct weft__bufs *b, int fd, int flags,
+			 struct weft__lent **out, size_t *skip);
 /*
  * A copying receive (weft_recv, weft_read, weft_recvmsg) on @fd, which has a
  * receiver: the bytes it queued, copied into @iov; else, once its

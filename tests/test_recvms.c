@@ -171,7 +171,7 @@ static void test_a_stream_read_slower_than_it_arrives_keeps_its_order(void **sta
 struct mix {
 	int sv[2];
 	int bad;
-	ssize_t n[10];
+	ssize_t n[10], dontwait, oob;
 	int polled;
 	uint32_t lent_end;
 };
@@ -201,6 +201,9 @@ static int mix_main(void *arg)
 		at += (size_t)n;
 		weft_buf_release(&b);
 	}
+	/* Armed, nothing queued: MSG_DONTWAIT does not wait; flags the queue cannot honour fail. */
+	c->dontwait = weft_recv_buf(c->sv[1], &b, MSG_DONTWAIT);
+	c->oob = weft_recv_buf(c->sv[1], &b, MSG_OOB);
 	/* ...then 3 pieces land while nobody receives: queued on io_uring. */
 	send_pattern(c->sv[0], 10, 30, 10);
 	let_land();
@@ -278,6 +281,11 @@ static void test_copying_receives_and_poll_see_queued_bytes_first(void **state)
 	assert_int_equal(t_run(mix_main, &c), 0);
 	assert_int_equal(c.bad, 0);
 	assert_int_equal(c.n[0], 10);
+	assert_int_equal(c.dontwait, -EAGAIN);
+	if (multishot_expected())
+		assert_int_equal(c.oob, -EINVAL);
+	else
+		assert_true(c.oob < 0); /* no urgent byte: -EINVAL or -EAGAIN as recv(2) says */
 	assert_true(c.polled > 0 && (c.polled & POLLIN));
 	assert_int_equal(c.n[1], 5);
 	assert_int_equal(c.n[2], 5);
