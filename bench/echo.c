@@ -11,7 +11,8 @@
  *   weft           weft on io_uring: a fiber per connection in weft_recv
  *                  into a SIZE-byte stack buffer, weft_send_all back
  *   weftbuf        the same with weft_recv_buf (a buffer lent by the loop,
- *                  released once echoed): its multishot receive, the default
+ *                  released once echoed), its multishot receive on
+ *                  (WEFT_MULTISHOT_RECV=on)
  *   weftbuf-oneshot  the same with WEFT_MULTISHOT_RECV=off: one receive SQE
  *                  per call
  *   weft-epoll     weft on its epoll backend (WEFT_BACKEND=epoll), weft_recv
@@ -734,7 +735,7 @@ static pid_t spawn_server(const struct opts *o, int lfd, int ctl_rd, int out_wr)
 		setenv("WEFT_BACKEND", "epoll", 1);
 	else if (!strncmp(o->server, "weft", 4))
 		setenv("WEFT_BACKEND", "uring", 1);
-	setenv("WEFT_MULTISHOT_RECV", strstr(o->server, "-oneshot") ? "off" : "auto", 1);
+	setenv("WEFT_MULTISHOT_RECV", strstr(o->server, "-oneshot") ? "off" : "on", 1);
 	execvp(argv[0], argv);
 	fprintf(stderr, "bench_echo: exec %s: %s\n", argv[0], strerror(errno));
 	_exit(127);

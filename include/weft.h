@@ -257,6 +257,14 @@ typedef struct weft_config {
 #define WEFT_CONFIG_SQPOLL (1u << 0)
 /* In a pool: pin loop i's thread to the i-th CPU this process may run on. */
 #define WEFT_CONFIG_PIN (1u << 1)
+/*
+ * weft_recv_buf on a stream socket keeps a multishot receive armed (io_uring,
+ * Linux 6.0; see "lent buffers" below for the rules it brings). Off by
+ * default: on the loopback benchmarks it halves submissions without a
+ * measurable gain. WEFT_MULTISHOT_RECV=on turns it on, =off off, whatever
+ * the flag says.
+ */
+#define WEFT_CONFIG_MULTISHOT_RECV (1u << 2)
 
 /*
  * Counters of one loop, for benchmarks and tests. All counts since
@@ -858,9 +866,9 @@ ssize_t weft_send_zc(int fd, const void *buf, size_t len, int flags);
  * weft_stats.bufs_fallbacks): it never waits for a release and never fails
  * for want of a buffer.
  *
- * Multishot receive (io_uring, Linux 6.0; WEFT_MULTISHOT_RECV=off turns it
- * off): on a stream socket, weft_recv_buf arms one multishot receive for
- * the fd and keeps it armed after it returns, so that a connection that
+ * Multishot receive (io_uring, Linux 6.0; asked for with
+ * WEFT_CONFIG_MULTISHOT_RECV or WEFT_MULTISHOT_RECV=on): on a stream socket, weft_recv_buf arms one
+ * multishot receive for the fd and keeps it armed after it returns, so that a connection that
  * answers request after request pays no submission for its receives. What
  * arrives while no fiber waits in weft_recv_buf is queued for the fd, each
  * in a lent buffer (past 4 queued, or 8 lent to the fd, the receive is

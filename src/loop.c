@@ -101,7 +101,7 @@ static int check_config(weft_config *c)
 		return -EINVAL;
 	if (c->offload_threads == 0 || c->offload_threads > 1024 || c->backend > WEFT_BACKEND_EPOLL)
 		return -EINVAL;
-	if ((c->flags & ~(WEFT_CONFIG_SQPOLL | WEFT_CONFIG_PIN)) ||
+	if ((c->flags & ~(WEFT_CONFIG_SQPOLL | WEFT_CONFIG_PIN | WEFT_CONFIG_MULTISHOT_RECV)) ||
 	    ((c->flags & WEFT_CONFIG_SQPOLL) &&
 	     (c->ring_mode == WEFT_RING_DEFER_TASKRUN || c->ring_mode == WEFT_RING_COOP_TASKRUN)))
 		return -EINVAL;
@@ -160,6 +160,7 @@ static int check_env(void)
 	static const char *const backends[] = { "auto", "uring", "epoll", NULL };
 	static const char *const wakes[] = { "auto", "msg_ring", "eventfd", NULL };
 	static const char *const markers[] = { "auto", "off", NULL };
+	static const char *const on_off[] = { "auto", "on", "off", NULL };
 	const char *s;
 
 	if ((s = getenv("WEFT_RING_MODE")) && *s && !is_one_of(s, modes))
@@ -174,8 +175,8 @@ static int check_env(void)
 		return weft__explain_env("WEFT_POLL_FIRST", s, "auto or off");
 	if ((s = getenv("WEFT_MULTISHOT_ACCEPT")) && *s && !is_one_of(s, markers))
 		return weft__explain_env("WEFT_MULTISHOT_ACCEPT", s, "auto or off");
-	if ((s = getenv("WEFT_MULTISHOT_RECV")) && *s && !is_one_of(s, markers))
-		return weft__explain_env("WEFT_MULTISHOT_RECV", s, "auto or off");
+	if ((s = getenv("WEFT_MULTISHOT_RECV")) && *s && !is_one_of(s, on_off))
+		return weft__explain_env("WEFT_MULTISHOT_RECV", s, "auto, on or off");
 	if ((s = getenv("WEFT_GUARD_MARKERS")) && *s && !is_one_of(s, markers))
 		return weft__explain_env("WEFT_GUARD_MARKERS", s, "auto or off");
 	if ((s = getenv("WEFT_DISABLE_OPS")) && !is_op_list(s))

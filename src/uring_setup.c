@@ -176,11 +176,12 @@ static void pick_features(struct weft_loop *l, struct uring *u)
 		l->ops &= ~((uint64_t)1 << WEFT__OP_ACCEPT_MULTI);
 	/*
 	 * Multishot receive is Linux 6.0, as IORING_OP_SEND_ZC (recvmulti.c
-	 * also falls back where a kernel refuses it); WEFT_MULTISHOT_RECV=off
-	 * keeps weft_recv_buf's single-shot receive.
+	 * also falls back where a kernel refuses it), and asked for:
+	 * WEFT_CONFIG_MULTISHOT_RECV, or WEFT_MULTISHOT_RECV=on (=off wins).
 	 */
 	w = getenv("WEFT_MULTISHOT_RECV");
-	if (!((u->probe[0] >> IORING_OP_SEND_ZC) & 1) || (w && !strcmp(w, "off")))
+	if (!((u->probe[0] >> IORING_OP_SEND_ZC) & 1) || (w && !strcmp(w, "off")) ||
+	    !((l->cfg.flags & WEFT_CONFIG_MULTISHOT_RECV) || (w && !strcmp(w, "on"))))
 		l->ops &= ~((uint64_t)1 << WEFT__OP_RECV_MULTI);
 }
 
