@@ -209,8 +209,14 @@ static void prep(struct weft_loop *l, struct uring *u, struct weft__op *op)
 	op->due = 1;
 	if (def->uring_prep)
 		def->uring_prep(sqe, op);
-	/* Never with MSG_DONTWAIT: the kernel would answer -EAGAIN without a try. */
-	if ((def->flags & WEFT__OPD_RECV) && u->poll_first && !(op->op_flags & MSG_DONTWAIT) &&
+	/*
+	 * Never with MSG_DONTWAIT (the kernel would answer -EAGAIN without a
+	 * try), nor MSG_OOB or MSG_ERRQUEUE: what they read is not what POLLIN
+	 * says, so recv(2) answers at once (-EINVAL with no urgent byte) where
+	 * waiting first would wait for ordinary bytes, perhaps forever.
+	 */
+	if ((def->flags & WEFT__OPD_RECV) && u->poll_first &&
+	    !(op->op_flags & (MSG_DONTWAIT | MSG_OOB | MSG_ERRQUEUE)) &&
 	    !((size_t)op->fd < u->nonempty_cap && u->nonempty[op->fd]))
 		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	if (op->oflags & WEFT__OPF_HAS_FD)
