@@ -441,6 +441,15 @@ weft_loop *weft_loop_current(void);
  * until the thread's next weft_loop_create.
  */
 const char *weft_loop_explain(int err);
+/*
+ * What @err (-errno as weft returns it, or errno) means when weft returns
+ * it: strerror's text says "Operation not permitted" for -EPERM, where weft
+ * means "not called from a fiber"; this says both, for the errors weft
+ * gives a meaning of its own (EPERM, EXDEV, ETIMEDOUT, ECANCELED, EDEADLK,
+ * ESHUTDOWN, EOPNOTSUPP, EBUSY, EAGAIN, EPIPE), and the system's text for
+ * the others. Context: any. Return: a constant string, never NULL.
+ */
+const char *weft_strerror(int err);
 
 /*
  * Create a loop with the defaults, run @fn(@arg) as its first fiber, run
@@ -450,6 +459,12 @@ const char *weft_loop_explain(int err);
  * weft_spawn; or -EDEADLK as weft_loop_run; -EBUSY if a loop already runs here.
  */
 int weft_main(weft_fn fn, void *arg);
+/*
+ * As weft_main, with the loop made from @cfg (NULL: the defaults): a larger
+ * stack_size for the first fiber's big buffers, another backend, flags.
+ * Return: as weft_main; -EINVAL for a bad @cfg, as weft_loop_create.
+ */
+int weft_main_config(const weft_config *cfg, weft_fn fn, void *arg);
 
 /*
  * ---- pools of loops: every core ---------------------------------------------
@@ -670,6 +685,13 @@ int weft_sleep_until(int64_t deadline);
  * nothing).
  */
 int64_t weft_set_deadline(int64_t deadline);
+/*
+ * weft_set_deadline(weft_now() + @ns): a deadline @ns from now (a relative
+ * one). A negative @ns removes the deadline; one past the end of int64
+ * nanoseconds is none. Return: the previous deadline, as weft_set_deadline
+ * (give it back to weft_set_deadline to restore it).
+ */
+int64_t weft_set_timeout(int64_t ns);
 
 /* The running fiber's deadline, WEFT_FOREVER if none or outside fibers. */
 int64_t weft_deadline(void);
@@ -1076,6 +1098,34 @@ void weft_cond_broadcast(weft_cond *c);
  * (a broken invariant, not an error to handle). NULL is a no-op.
  */
 void weft_cond_destroy(weft_cond *c);
+
+/*
+ * A counting semaphore between fibers: @count permits at first. Like the
+ * mutex it belongs to its first user's thread. Context: any. Return: 0;
+ * -EINVAL if @out is NULL; -ENOMEM.
+ */
+typedef struct weft_sem weft_sem;
+int weft_sem_create(weft_sem **out, unsigned count);
+/*
+ * Take a permit, parking while none is free; waiters are served first come,
+ * first served (a release hands its permit to the longest waiter, so a
+ * newcomer never takes it first).
+ * Return: 0; -ETIMEDOUT; -ECANCELED (no permit taken); -EINVAL for NULL;
+ * -EPERM outside a fiber; -EXDEV from another thread.
+ */
+int weft_sem_acquire(weft_sem *s);
+/* Take a permit if one is free and nobody waits, never parking: 0, -EAGAIN, -EINVAL, -EXDEV. */
+int weft_sem_try_acquire(weft_sem *s);
+/*
+ * Give a permit back (to the longest waiter, or to the count). Never parks;
+ * from another thread it does nothing. More permits than UINT_MAX abort
+ * with a message (releases without acquires). NULL is a no-op.
+ */
+void weft_sem_release(weft_sem *s);
+/* Permits free now (0 for NULL). */
+unsigned weft_sem_value(const weft_sem *s);
+/* Free. No fiber may wait on it (abort with a message). NULL is a no-op. */
+void weft_sem_destroy(weft_sem *s);
 
 /*
  * A task group (asyncio.TaskGroup): fibers spawned into it run

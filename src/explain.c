@@ -203,3 +203,43 @@ const char *weft_loop_explain(int err)
 	s = weft_cause(err);
 	return s ? s : setup_cause(err);
 }
+
+/* What an -errno means when weft returns it: weft's own reasons first, then the system's. */
+static const struct {
+	int err;
+	const char *what;
+} meanings[] = {
+	{ EPERM, "not called from a fiber (weft's blocking calls need one), or the system refused "
+		 "the operation" },
+	{ EXDEV, "called from another thread than the one whose loop owns the loop, channel, "
+		 "mutex, semaphore or group (or, from the file system, a cross-device link)" },
+	{ ETIMEDOUT, "the fiber's deadline passed (weft_set_deadline, weft_set_timeout), or a "
+		     "connection timed out" },
+	{ ECANCELED,
+	  "the fiber was cancelled (weft_cancel, its group's failure or its loop's end), "
+	  "or the operation was ended by a close of its fd" },
+	{ EDEADLK, "the fibers left can never be woken (every one waits on another of its loop), "
+		   "or the caller already holds the mutex" },
+	{ ESHUTDOWN, "the loop or pool is shutting down and takes no more work" },
+	{ EOPNOTSUPP, "this backend or kernel cannot run the operation (weft_loop_explain names "
+		      "which and why)" },
+	{ EBUSY, "a loop already runs on this thread, or the mutex or resource is taken" },
+	{ EAGAIN, "it would have to wait (a try_ call, MSG_DONTWAIT), or a resource is short for "
+		  "now" },
+	{ EPIPE, "the channel is closed, or the peer has closed its end" },
+};
+
+const char *weft_strerror(int err)
+{
+	const char *d;
+
+	if (err < 0)
+		err = -err;
+	if (err == 0)
+		return "success";
+	for (size_t i = 0; i < sizeof(meanings) / sizeof(meanings[0]); i++)
+		if (meanings[i].err == err)
+			return meanings[i].what;
+	d = strerrordesc_np(err);
+	return d ? d : "an error number the system does not know";
+}

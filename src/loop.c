@@ -512,6 +512,11 @@ weft_loop *weft_loop_current(void)
 
 int weft_main(weft_fn fn, void *arg)
 {
+	return weft_main_config(NULL, fn, arg);
+}
+
+int weft_main_config(const weft_config *cfg, weft_fn fn, void *arg)
+{
 	weft_loop *l;
 	weft_fiber *f;
 	int result = 0;
@@ -521,7 +526,7 @@ int weft_main(weft_fn fn, void *arg)
 	if (weft__tls_loop)
 		return -EBUSY;
 
-	int rc = weft_loop_create(&l, NULL);
+	int rc = weft_loop_create(&l, cfg);
 
 	if (rc < 0)
 		return rc;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The mutex and condition variable of fibers, on the wait queues of wait.c.
+ * The mutex, condition variable and semaphore of fibers, on the wait queues
+ * of wait.c.
  * The fiber that completes a wait unlinks the waiter, fills it and wakes its
  * owner, so a woken waiter never touches the queue again. A waiter woken by
  * its deadline or a cancel is still linked and unlinks itself, unless a
@@ -10,6 +11,7 @@
 #include "wait.h"
 #include "fiber.h"
 
+#include <limits.h>
 #include <stdlib.h>
 
 /* ---- mutex ------------------------------------------------------------------ */
@@ -184,4 +186,92 @@ void weft_cond_destroy(weft_cond *c)
 	if (!weft__waitq_empty(&c->waiters))
 		WEFT__BUG(weft_self(), "weft_cond_destroy with fibers waiting on it");
 	free(c);
+}
+
+/* ---- semaphore ---------------------------------------------------------------- */
+
+struct weft_sem {
+	unsigned count; /* permits free, only while nobody waits */
+	struct weft__waitq waiters;
+	const void *_Atomic home; /* its thread (weft__bind_thread) */
+};
+
+int weft_sem_create(weft_sem **out, unsigned count)
+{
+	if (!out)
+		return -EINVAL;
+
+	struct weft_sem *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	s->count = count;
+	*out = s;
+	return 0;
+}
+
+int weft_sem_acquire(weft_sem *s)
+{
+	struct weft_fiber *self;
+	struct weft__waiter w;
+
+	if (!s)
+		return -EINVAL;
+
+	int rc = weft__fiber_check(&self);
+
+	if (rc == 0)
+		rc = weft__bind_thread(&s->home);
+	if (rc < 0)
+		return rc;
+	/* FIFO: a free permit goes to the caller only if nobody waits before it. */
+	if (s->count > 0 && weft__waitq_empty(&s->waiters)) {
+		s->count--;
+		return 0;
+	}
+	weft__waiter_init(&w, WEFT__WAIT_EARLY);
+	return weft__waitq_wait(&s->waiters, &w); /* 0: a release handed it the permit */
+}
+
+int weft_sem_try_acquire(weft_sem *s)
+{
+	if (!s)
+		return -EINVAL;
+	if (weft__bind_thread(&s->home) < 0)
+		return -EXDEV;
+	if (s->count == 0 || !weft__waitq_empty(&s->waiters))
+		return -EAGAIN;
+	s->count--;
+	return 0;
+}
+
+void weft_sem_release(weft_sem *s)
+{
+	if (!s || weft__bind_thread(&s->home) < 0)
+		return; /* another thread's semaphore: nothing it could hand over */
+
+	struct weft__waiter *w = weft__waitq_pop(&s->waiters);
+
+	if (w) {
+		weft__waiter_wake(w, 0); /* the permit goes straight to the longest waiter */
+		return;
+	}
+	if (s->count == UINT_MAX)
+		WEFT__BUG(weft_self(),
+			  "weft_sem_release past UINT_MAX permits (released more than acquired)");
+	s->count++;
+}
+
+unsigned weft_sem_value(const weft_sem *s)
+{
+	return s ? s->count : 0;
+}
+
+void weft_sem_destroy(weft_sem *s)
+{
+	if (!s)
+		return;
+	if (!weft__waitq_empty(&s->waiters))
+		WEFT__BUG(weft_self(), "weft_sem_destroy with fibers waiting on it");
+	free(s);
 }

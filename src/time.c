@@ -84,6 +84,16 @@ int64_t weft_set_deadline(int64_t deadline)
 	return old;
 }
 
+int64_t weft_set_timeout(int64_t ns)
+{
+	int64_t now = weft_now();
+
+	if (ns < 0)
+		return weft_set_deadline(WEFT_FOREVER);
+	/* Saturates: a timeout past the end of int64 nanoseconds is no deadline at all. */
+	return weft_set_deadline(ns > INT64_MAX - now ? WEFT_FOREVER : now + ns);
+}
+
 int64_t weft_deadline(void)
 {
 	struct weft_fiber *self = weft_self();
