@@ -430,7 +430,8 @@ ssize_t weft__recvm_drain(struct weft_loop *l, int fd, const struct iovec *iov, 
 		size_t want = 0;
 		int rc;
 
-		if (r == NOT_STREAM)
+		/* Gone (another fiber's drain ended it while this one waited), or never one. */
+		if (!r || r == NOT_STREAM)
 			return WEFT__RECVM_PLAIN;
 		for (size_t i = 0; i < iovcnt; i++)
 			want += iov[i].iov_len;

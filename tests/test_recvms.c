@@ -530,6 +530,61 @@ static void test_an_fd_closed_behind_weft_whose_number_returns(void **state)
 		assert_true(c.old_peer_eof);
 }
 
+/* ---- two copying receives on one fd while its receive is armed ------------------- */
+
+struct two {
+	int sv[2];
+	ssize_t n[2];
+	char got[2][8];
+};
+
+static int copier(void *arg)
+{
+	struct two *c = *(struct two **)arg;
+	int me = ((struct two **)arg)[1] != NULL;
+
+	c->n[me] = weft_recv(c->sv[1], c->got[me], 1, 0);
+	return 0;
+}
+
+static int two_main(void *arg)
+{
+	struct two *c = arg;
+	struct two *args[2][2] = { { c, NULL }, { c, c } };
+	weft_fiber *f[2];
+	weft_buf b;
+
+	if (tcp_pair(c->sv) < 0)
+		return -EIO;
+	send_pattern(c->sv[0], 0, 1, 1);
+	if (weft_recv_buf(c->sv[1], &b, 0) != 1) /* armed from now on, nothing queued */
+		return -EIO;
+	weft_buf_release(&b);
+	for (int i = 0; i < 2; i++)
+		weft_spawn(NULL, copier, args[i], &f[i]);
+	weft_sleep(5 * WEFT_MSEC); /* both wait for the receive's end, then read the socket */
+	send_pattern(c->sv[0], 1, 2, 1);
+	for (int i = 0; i < 2; i++)
+		weft_join(f[i], NULL);
+	weft_close(c->sv[0]);
+	weft_close(c->sv[1]);
+	return 0;
+}
+
+static void test_two_copying_receives_while_the_receive_is_armed(void **state)
+{
+	struct two c = { .n = { 0, 0 } };
+
+	(void)state;
+	assert_int_equal(run_ms(two_main, &c), 0);
+	assert_int_equal(c.n[0], 1);
+	assert_int_equal(c.n[1], 1);
+	/* Between them, bytes 1 and 2 of the stream, once each. */
+	assert_int_equal(off_pattern(c.got[0], 1, 1) + off_pattern(c.got[1], 2, 1) == 0 ||
+			     off_pattern(c.got[0], 2, 1) + off_pattern(c.got[1], 1, 1) == 0,
+			 1);
+}
+
 /* ---- datagrams --------------------------------------------------------------------- */
 
 struct dgram {
@@ -583,6 +638,7 @@ int main(void)
 		cmocka_unit_test(test_deadline_cancel_eof_and_close_lose_no_byte),
 		cmocka_unit_test(test_close_and_destroy_give_queued_buffers_back),
 		cmocka_unit_test(test_an_fd_closed_behind_weft_whose_number_returns),
+		cmocka_unit_test(test_two_copying_receives_while_the_receive_is_armed),
 		cmocka_unit_test(test_datagrams_keep_their_boundaries),
 	};
 
