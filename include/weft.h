@@ -47,6 +47,7 @@
 #define WEFT_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -656,6 +657,34 @@ int weft_gather(weft_call *calls, size_t n);
  */
 int weft_pool_gather(weft_pool *p, weft_call *calls, size_t n);
 
+/* One call of weft_first: set fn and arg; result is written. */
+typedef struct weft_first_call {
+	weft_fn fn;
+	void *arg;
+	int result;
+} weft_first_call;
+
+/*
+ * Run every call in its own fiber, concurrently, until the first one
+ * returns; then cancel the others and wait until they have returned too
+ * (Go's select, asyncio.wait(FIRST_COMPLETED) with the rest cancelled,
+ * eio's Fiber.first). Every call's result is stored: the first's, and that
+ * of a call that finished on its own while the others were being cancelled.
+ * The rules of weft_gather hold: the calls inherit the caller's deadline,
+ * cancelling the caller cancels them all, and the caller waits for every
+ * one.
+ * @calls: borrowed until return.
+ * Context: fiber.
+ * Return: the index of the first call that returned; -ECANCELED if the
+ * caller was cancelled before any returned (at entry nothing runs and each
+ * result is -ECANCELED); -ETIMEDOUT if the caller's deadline passed first
+ * (the first call returned -ETIMEDOUT after it); -EINVAL if @calls is NULL,
+ * @n is 0 or a fn is NULL (nothing runs); -EPERM outside a fiber; -ENOMEM;
+ * a spawn failure as in weft_gather (the calls started are cancelled and
+ * waited for).
+ */
+int weft_first(weft_first_call *calls, size_t n);
+
 /*
  * ---- time -----------------------------------------------------------------
  */
@@ -974,6 +1003,96 @@ int weft_tcp_listen(const char *host, int port, int backlog, unsigned flags);
 int weft_tcp_dial(const char *host, int port);
 
 /*
+ * ---- buffered reads ---------------------------------------------------------
+ *
+ * A reader buffers a stream socket for a parser: lines (or any delimited
+ * records) and frames of a known length, as views into its buffer, so a
+ * request that came in one receive is parsed without a copy. It receives
+ * with weft_recv_buf, so a reader parked on an idle connection holds no
+ * buffer of the loop's; only bytes of a record not complete yet are copied
+ * into the reader's own buffer, which grows to at most @max_buffer bytes.
+ * The rules of the calls under it hold: the fiber's deadline and cancel
+ * end a wait with -ETIMEDOUT or -ECANCELED, and no byte is lost (a later
+ * call goes on where it stopped). A reader belongs to one fiber at a time
+ * and to the fd's loop; nothing else may read the fd while it is in use.
+ */
+typedef struct weft_reader weft_reader;
+
+/*
+ * A reader over the connected stream socket @fd (which stays the caller's:
+ * weft_reader_destroy does not close it). @max_buffer: the longest record,
+ * delimiter included, at least 1.
+ * Return: 0; -EINVAL if @out is NULL or @max_buffer is 0; -EBADF if @fd < 0;
+ * -ENOMEM.
+ */
+int weft_reader_create(weft_reader **out, int fd, size_t max_buffer);
+/*
+ * The next record ending with the byte @delim (0-255): *@line points at
+ * it, delimiter included, valid until the next call on @r. At the end of
+ * the stream a last record without the delimiter is returned as it is,
+ * then 0.
+ * Context: fiber.
+ * Return: its length; 0 at the end of the stream; -EMSGSIZE if the record
+ * is longer than max_buffer (the bytes up to and including its delimiter
+ * are skipped, so the next call returns the next record); -EINVAL for a
+ * NULL @line or @delim outside 0-255; or an error of weft_recv_buf
+ * (-ECONNRESET, -ETIMEDOUT, -ECANCELED, ...), after which the bytes
+ * buffered stay buffered.
+ */
+ssize_t weft_reader_until(weft_reader *r, int delim, const char **line);
+/*
+ * The next @n bytes: *@data points at them, valid until the next call on
+ * @r.
+ * Context: fiber.
+ * Return: @n; 0 if the stream ended before any of them; -ENODATA if it
+ * ended after some but before @n (they are dropped); -EMSGSIZE if @n is
+ * more than max_buffer (nothing is taken); -EINVAL for a NULL @data or
+ * @n of 0; or an error of weft_recv_buf, as weft_reader_until.
+ */
+ssize_t weft_reader_exact(weft_reader *r, size_t n, const char **data);
+/*
+ * Bytes received and not yet returned (a server that answers pipelined
+ * requests writes its answers out when this is 0, before it waits again).
+ */
+size_t weft_reader_buffered(const weft_reader *r);
+/* Free @r and give back any lent buffer; the fd stays open. NULL is a no-op. */
+void weft_reader_destroy(weft_reader *r);
+
+/*
+ * ---- signals --------------------------------------------------------------
+ */
+
+#if defined(_POSIX_C_SOURCE) && _POSIX_C_SOURCE >= 199309L
+/*
+ * Park the fiber until one of the signals in @set is pending, take it, and
+ * return its number (sigwaitinfo(2) for a fiber; each loop shares one
+ * signalfd among its waiters). Several fibers, on any loops, may wait for
+ * the same signal: each signal goes to one of them. A signal that arrives
+ * while no fiber waits for it stays pending until one does.
+ *
+ * weft blocks @set itself: in the calling thread, in every thread weft
+ * starts later (pool loops, offload workers, which block all signals
+ * anyway) and, lazily, in every other thread: weft installs a handler for
+ * each signal of @set whose action is SIG_DFL or SIG_IGN, and a signal
+ * that lands on a thread where it is not blocked (main, a pool loop that
+ * was started before the first wait) is blocked there and queued again to
+ * the process, so a fiber takes it, siginfo included where the kernel
+ * allows (from a thread other than main, si_pid and si_uid become this
+ * process's). A handler the program installed itself is left alone (it
+ * runs for those deliveries). The handler stays for the life of the
+ * process. Signals sent to one thread (pthread_kill, tgkill) reach only a
+ * waiter on that thread's loop.
+ * @info: out, may be NULL.
+ * Context: fiber, on either backend.
+ * Return: the signal number; -EINVAL if @set is NULL, empty, or holds
+ * SIGKILL, SIGSTOP or a fault signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE,
+ * SIGTRAP, SIGSYS); -ETIMEDOUT; -ECANCELED; -EPERM outside a fiber;
+ * -EMFILE, -ENFILE, -ENOMEM (signalfd(2)).
+ */
+int weft_signal_wait(const sigset_t *set, siginfo_t *info);
+#endif
+
+/*
  * ---- blocking calls -------------------------------------------------------
  */
 
@@ -1134,6 +1253,29 @@ void weft_sem_destroy(weft_sem *s);
  * Context: any. Return: 0; -EINVAL if @out is NULL; -ENOMEM.
  */
 int weft_group_create(weft_group **out);
+/*
+ * A group whose members are independent (a server's connections): a
+ * member's negative result is counted and kept (the first one can be read
+ * back with weft_group_failures) and cancels nobody, and spawns go on
+ * working after failures. weft_group_cancel and weft_group_destroy are as
+ * for any group. weft_group_wait returns 0 once every member has returned
+ * (failures or not), -ECANCELED if weft_group_cancel was called, or the
+ * waiter's own -ECANCELED or -ETIMEDOUT as for any group.
+ */
+#define WEFT_GROUP_INDEPENDENT (1u << 0)
+/*
+ * weft_group_create with @flags (0 or WEFT_GROUP_INDEPENDENT).
+ * Return: 0; -EINVAL if @out is NULL or @flags holds an unknown bit; -ENOMEM.
+ */
+int weft_group_create_flags(weft_group **out, unsigned flags);
+/*
+ * Members of @g that returned a negative result so far, and in *@first
+ * (if not NULL) the first such result, 0 if none. From another thread, or
+ * for NULL, 0.
+ */
+uint64_t weft_group_failures(const weft_group *g, int *first);
+/* Members of @g running now (0 for NULL or from another thread). */
+size_t weft_group_running(const weft_group *g);
 /*
  * Start a fiber in @g running @fn(@arg) on the caller's loop.
  * Return: 0; -EINVAL; -EPERM outside a loop; -ECANCELED if the group has

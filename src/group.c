@@ -25,6 +25,7 @@
 #include "inbox.h"
 #include "wait.h"
 
+#include <limits.h>
 #include <stdlib.h>
 
 /* ---- task groups ---------------------------------------------------------------- */
@@ -32,8 +33,10 @@
 struct weft_group {
 	struct weft__list members; /* fibers still running */
 	size_t running;		   /* how many */
-	int first_err;		   /* the first negative result, once failed */
-	bool failed;
+	int first_err;		   /* the first negative result */
+	uint64_t failures;	   /* negative results so far */
+	unsigned flags;		   /* WEFT_GROUP_INDEPENDENT: a failure cancels nobody */
+	bool failed;		   /* a failure cancelled the group */
 	bool cancelled;		     /* weft_group_cancel, or a failure */
 	struct weft__waiter *waiter; /* the fiber in weft_group_wait */
 	const void *_Atomic home;    /* its thread (weft__bind_thread) */
@@ -67,9 +70,10 @@ static int member_main(void *arg)
 	if (g) {
 		weft__list_del(&m->link);
 		g->running--;
-		if (rc < 0 && !g->failed) {
-			g->failed = true;
+		if (rc < 0 && g->failures++ == 0)
 			g->first_err = rc;
+		if (rc < 0 && !g->failed && !(g->flags & WEFT_GROUP_INDEPENDENT)) {
+			g->failed = true;
 			cancel_members(g);
 		}
 		if (g->running == 0 && g->waiter)
@@ -78,9 +82,9 @@ static int member_main(void *arg)
 	return rc;
 }
 
-int weft_group_create(weft_group **out)
+int weft_group_create_flags(weft_group **out, unsigned flags)
 {
-	if (!out)
+	if (!out || (flags & ~WEFT_GROUP_INDEPENDENT))
 		return -EINVAL;
 
 	struct weft_group *g = calloc(1, sizeof(*g));
@@ -88,8 +92,36 @@ int weft_group_create(weft_group **out)
 	if (!g)
 		return -ENOMEM;
 	weft__list_init(&g->members);
+	g->flags = flags;
 	*out = g;
 	return 0;
+}
+
+int weft_group_create(weft_group **out)
+{
+	return weft_group_create_flags(out, 0);
+}
+
+/* Whether the calling thread may read @g (the one it is bound to, or any while unbound). */
+static bool readable_here(const weft_group *g)
+{
+	const void *h = g ? atomic_load_explicit(&g->home, memory_order_relaxed) : NULL;
+
+	return g && (!h || h == weft__thread_id());
+}
+
+uint64_t weft_group_failures(const weft_group *g, int *first)
+{
+	bool ok = readable_here(g);
+
+	if (first)
+		*first = ok && g->failures ? g->first_err : 0;
+	return ok ? g->failures : 0;
+}
+
+size_t weft_group_running(const weft_group *g)
+{
+	return readable_here(g) ? g->running : 0;
 }
 
 int weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
@@ -206,6 +238,10 @@ struct gather {
 	struct gcancel *cancels; /* one per loop */
 	size_t started;		 /* calls handed to their loops */
 	int64_t deadline;	 /* the gatherer's, inherited by every call */
+	bool first_mode;	 /* weft_first: the first call to return cancels the others */
+	bool first_late;	 /* it returned -ETIMEDOUT past the gatherer's deadline */
+	bool caller_cancelled;	 /* the gatherer was cancelled before any call returned */
+	size_t first;		 /* that call, or SIZE_MAX */
 };
 
 /* @count members or cancel requests are done with the gather. */
@@ -283,8 +319,25 @@ static int gmember_main(void *arg)
 
 	g->calls[m->i].result = rc;
 	m->done = true;
+	if (g->first_mode && g->first == SIZE_MAX) {
+		/* weft_first runs on one loop: the gatherer's, and this one. */
+		g->first = m->i;
+		g->first_late = rc == -ETIMEDOUT && g->deadline != WEFT_FOREVER &&
+				weft_now() >= g->deadline;
+		gather_cancel(&g->w);
+	}
 	gather_leave(g);
 	return rc;
+}
+
+/* weft_first's gatherer was cancelled: before any call returned, that is its result. */
+static void first_cancel(struct weft__waiter *w)
+{
+	struct gather *g = w->ctx;
+
+	if (g->first == SIZE_MAX)
+		g->caller_cancelled = true;
+	gather_cancel(w);
 }
 
 /* Back home: a member's spawn failed on its loop. */
@@ -376,10 +429,25 @@ static int gather_result(struct gather *g, size_t n)
 	return 0;
 }
 
-int weft__gather(weft_call *calls, size_t n, struct weft_loop *const *loops, unsigned nloops)
+/* How weft_first's gather ended. */
+struct first_out {
+	size_t first; /* the call that returned first, SIZE_MAX if none did */
+	bool late, caller_cancelled;
+	int spawn_err;
+};
+
+/* weft_gather, or (with @fo, on one loop) weft_first, which learns in @fo how it ended. */
+static int gather_run(weft_call *calls, size_t n, struct weft_loop *const *loops, unsigned nloops,
+		      struct first_out *fo)
 {
+	bool first_mode = fo != NULL;
+
 	struct weft_fiber *self = loops[0]->cur;
-	struct gather g = { .loops = loops, .nloops = nloops, .calls = calls };
+	struct gather g = { .loops = loops,
+			    .nloops = nloops,
+			    .calls = calls,
+			    .first_mode = first_mode,
+			    .first = SIZE_MAX };
 	int rc = check_calls(calls, n);
 
 	if (rc < 0)
@@ -397,7 +465,7 @@ int weft__gather(weft_call *calls, size_t n, struct weft_loop *const *loops, uns
 	atomic_init(&g.spawn_err, 0);
 	weft__waiter_init(&g.w, 0); /* no deadline: the calls inherit it */
 	g.w.ctx = &g;
-	g.w.on_cancel = gather_cancel;
+	g.w.on_cancel = first_mode ? first_cancel : gather_cancel;
 	gather_start(&g, n);
 	/*
 	 * Wait for every member and cancel request: they write into calls and
@@ -406,7 +474,17 @@ int weft__gather(weft_call *calls, size_t n, struct weft_loop *const *loops, uns
 	 */
 	weft__waiter_wait(&g.w);
 	free(g.ms);
+	if (fo)
+		*fo = (struct first_out){ .first = g.first,
+					  .late = g.first_late,
+					  .caller_cancelled = g.caller_cancelled,
+					  .spawn_err = atomic_load(&g.spawn_err) };
 	return gather_result(&g, n);
+}
+
+int weft__gather(weft_call *calls, size_t n, struct weft_loop *const *loops, unsigned nloops)
+{
+	return gather_run(calls, n, loops, nloops, NULL);
 }
 
 int weft_gather(weft_call *calls, size_t n)
@@ -416,4 +494,38 @@ int weft_gather(weft_call *calls, size_t n)
 	if (!l || !l->cur)
 		return -EPERM;
 	return weft__gather(calls, n, &l, 1);
+}
+
+int weft_first(weft_first_call *calls, size_t n)
+{
+	struct weft_loop *l = weft__tls_loop;
+
+	if (!calls || n == 0 || n > INT_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!calls[i].fn)
+			return -EINVAL;
+	if (!l || !l->cur)
+		return -EPERM;
+
+	weft_call *c = malloc(n * sizeof(*c));
+	struct first_out fo = { .first = SIZE_MAX };
+
+	if (!c)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		c[i] = (weft_call){ .fn = calls[i].fn, .arg = calls[i].arg };
+
+	int rc = gather_run(c, n, &l, 1, &fo);
+
+	for (size_t i = 0; i < n; i++)
+		calls[i].result = c[i].result;
+	free(c);
+	if (fo.spawn_err)
+		return fo.spawn_err;
+	if (fo.first == SIZE_MAX)
+		return rc < 0 ? rc : -ECANCELED; /* cancelled at entry, or no memory: nothing ran */
+	if (fo.caller_cancelled)
+		return -ECANCELED;
+	return fo.late ? -ETIMEDOUT : (int)fo.first;
 }

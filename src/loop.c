@@ -22,6 +22,7 @@
 #include "inbox.h"
 #include "loop.h"
 #include "remote.h"
+#include "sigwait.h"
 #include "splice.h"
 #include "stack.h"
 #include "workers.h"
@@ -450,6 +451,7 @@ void weft__loop_free(struct weft_loop *l)
 #endif
 	weft__accept_fini(l);
 	weft__recvm_fini(l);
+	weft__sigwait_fini(l);
 	weft__workers_fini(l);
 	weft__pipes_free(l);
 	l->be->teardown(l);

@@ -232,6 +232,7 @@ struct weft__stacks {
 struct weft__quiet;
 struct weft__workers;
 struct weft__bufs;
+struct weft__sigloop;
 struct weft__pipes;
 struct weft_pool;
 
@@ -268,6 +269,7 @@ struct weft_loop {
 	struct weft__receiver **rx; /* by fd: weft_recv_buf's multishot receives (recvmulti.c) */
 	size_t rx_cap;
 	void (*rx_forget)(struct weft_loop *l, int fd); /* weft__recvm_forget, for op.c */
+	struct weft__sigloop *sig; /* weft_signal_wait's signalfd, made at its first call */
 	uint32_t next_id;
 	_Atomic bool running;	     /* weft_loop_run (or destroy) is running it */
 	bool ran;		     /* weft_loop_run was called: it stays on owner's thread */

@@ -57,7 +57,20 @@ int weft__thread_start(pthread_t *tid, const pthread_attr_t *attr, void *(*fn)(v
 	sigset_t all;
 	sigset_t old;
 
+	/*
+	 * Every signal blocked, so that the process's go to a thread that
+	 * wants them (or to weft_signal_wait), but the faults: a fault is
+	 * forced on the thread that made it, and the kernel resets a blocked
+	 * fault's action to the default first, so the stack overflow report
+	 * (stack.c) would never run.
+	 */
 	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGILL);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGTRAP);
+	sigdelset(&all, SIGSYS);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 
 	int rc = pthread_create(tid, attr, fn, arg);

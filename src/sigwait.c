@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * weft_signal_wait: a fiber waits for a signal.
+ *
+ * Each loop has one signalfd, used only as a readiness source: its mask is
+ * the union of the sets its waiters wait for now (a count per signal), so
+ * that a pending signal nobody waits for does not keep it readable. A
+ * waiter takes its signal with sigtimedwait(2) and a zero timeout, which
+ * dequeues only signals of its own set, from the process or its thread:
+ * several waiters, on one loop or many, never take each other's signal,
+ * and one signal goes to one waiter. Woken without one of its own (another
+ * took it, or it is another waiter's), a waiter polls again.
+ *
+ * A signal must be blocked in every thread, or the kernel delivers it to a
+ * thread where it is not (main, typically) and the default action kills the
+ * process. weft's own threads start with every signal blocked but the
+ * faults (weft__thread_start), the waiter blocks its set in its thread, and
+ * for the threads weft does not control a handler takes over signals whose
+ * action was SIG_DFL or SIG_IGN: run on a thread where the signal is not
+ * blocked, it blocks it there for good (in the mask the kernel restores on
+ * return from the handler) and queues the signal to the process again,
+ * where a waiter finds it.
+ */
+#include "sigwait.h"
+#include "base.h"
+#include "fiber.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+struct weft__sigloop {
+	int fd;			  /* the signalfd, -1 until the first wait */
+	sigset_t mask;		  /* its mask: what is waited for now */
+	unsigned refs[_NSIG + 1]; /* waiters per signal */
+};
+
+static pthread_mutex_t handlers_mu = PTHREAD_MUTEX_INITIALIZER;
+static sigset_t handled; /* signals whose action is weft's handler */
+
+/*
+ * The signal landed on a thread where it is not blocked: block it there
+ * from now on (the kernel restores uc_sigmask when the handler returns)
+ * and queue it to the process again, with its siginfo where the kernel
+ * allows that (only the main thread, whose id is the process's, may queue
+ * a kernel or kill(2) siginfo to its process); otherwise as a kill.
+ */
+static void hand_on(int sig, siginfo_t *si, void *ucv)
+{
+	ucontext_t *uc = ucv;
+	int saved = errno;
+	pid_t pid = getpid();
+
+	sigaddset(&uc->uc_sigmask, sig);
+	if (syscall(SYS_rt_sigqueueinfo, pid, sig, si) != 0)
+		kill(pid, sig);
+	errno = saved;
+}
+
+/* Give each signal of @set weft's handler, unless the program has its own. */
+static int take_over(const sigset_t *set)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&handlers_mu);
+	for (int sig = 1; sig <= _NSIG && rc == 0; sig++) {
+		struct sigaction old;
+
+		if (sigismember(set, sig) != 1 || sigismember(&handled, sig) == 1)
+			continue;
+		if (sigaction(sig, NULL, &old) != 0) {
+			rc = -errno;
+			break;
+		}
+		if (!(old.sa_flags & SA_SIGINFO) &&
+		    (old.sa_handler == SIG_DFL || old.sa_handler == SIG_IGN)) {
+			struct sigaction sa = { .sa_sigaction = hand_on };
+
+			sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+			sigemptyset(&sa.sa_mask);
+			if (sigaction(sig, &sa, NULL) != 0)
+				rc = -errno;
+		}
+		sigaddset(&handled, sig); /* weft's now, or the program's: leave it */
+	}
+	pthread_mutex_unlock(&handlers_mu);
+	return rc;
+}
+
+/* -EINVAL for an empty set or one with a signal no fiber may wait for. */
+static int check_set(const sigset_t *set)
+{
+	static const int refused[] = { SIGKILL, SIGSTOP, SIGSEGV, SIGBUS,
+				       SIGILL,	SIGFPE,	 SIGTRAP, SIGSYS };
+	bool any = false;
+
+	if (!set)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (sigismember(set, refused[i]) == 1)
+			return -EINVAL;
+	for (int sig = 1; sig <= _NSIG && !any; sig++)
+		any = sigismember(set, sig) == 1;
+	return any ? 0 : -EINVAL;
+}
+
+static struct weft__sigloop *sigloop(struct weft_loop *l)
+{
+	if (!l->sig) {
+		l->sig = calloc(1, sizeof(*l->sig));
+		if (!l->sig)
+			return NULL;
+		l->sig->fd = -1;
+		sigemptyset(&l->sig->mask);
+	}
+	return l->sig;
+}
+
+/* Count @set's waiter in (@d = 1) or out (-1), and give the signalfd the new mask. */
+static int count(struct weft__sigloop *s, const sigset_t *set, int d)
+{
+	sigemptyset(&s->mask);
+	for (int sig = 1; sig <= _NSIG; sig++) {
+		if (sigismember(set, sig) == 1)
+			s->refs[sig] += (unsigned)d;
+		if (s->refs[sig] > 0)
+			sigaddset(&s->mask, sig);
+	}
+
+	if (s->fd < 0 && d < 0)
+		return 0;
+
+	int fd = signalfd(s->fd, &s->mask, SFD_NONBLOCK | SFD_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	s->fd = fd;
+	return 0;
+}
+
+/* Take a pending signal of @set: its number, 0 if none is pending, or -errno. */
+static int take(const sigset_t *set, siginfo_t *info)
+{
+	static const struct timespec zero = { 0, 0 };
+	siginfo_t si;
+	int sig = sigtimedwait(set, &si, &zero);
+
+	if (sig > 0) {
+		if (info)
+			*info = si;
+		return sig;
+	}
+	return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+}
+
+int weft_signal_wait(const sigset_t *set, siginfo_t *info)
+{
+	struct weft_loop *l = weft__tls_loop;
+	int rc = check_set(set);
+
+	if (rc < 0)
+		return rc;
+	if (!l || !l->cur)
+		return -EPERM;
+	if (l->cur->cancelled)
+		return -ECANCELED;
+	rc = take_over(set);
+	if (rc < 0)
+		return rc;
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+
+	struct weft__sigloop *s = sigloop(l);
+
+	if (!s)
+		return -ENOMEM;
+	rc = count(s, set, 1);
+	if (rc < 0) {
+		count(s, set, -1);
+		return rc;
+	}
+	while (rc == 0) {
+		rc = take(set, info);
+		if (rc == 0) {
+			int ev = weft_poll(s->fd, POLLIN);
+
+			rc = ev < 0 ? ev : 0;
+		}
+	}
+	count(s, set, -1); /* a smaller mask: the signalfd stays, it cannot fail */
+	return rc;
+}
+
+void weft__sigwait_fini(struct weft_loop *l)
+{
+	if (!l->sig)
+		return;
+	if (l->sig->fd >= 0)
+		close(l->sig->fd);
+	free(l->sig);
+	l->sig = NULL;
+}
