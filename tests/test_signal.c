@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -35,8 +36,8 @@ static sigset_t set_of(int a, int b)
 /* ---- one waiter ------------------------------------------------------------------- */
 
 struct one {
-	int sig;  /* what to wait for */
-	int got;  /* what weft_signal_wait returned */
+	int sig;   /* what to wait for */
+	int got;   /* what weft_signal_wait returned */
 	pid_t pid; /* si_pid */
 	int sleepers_done;
 };
@@ -282,11 +283,14 @@ static void test_bad_input(void **state)
 
 /* ---- forked: the handler and the thread masks ---------------------------------------- */
 
+static atomic_int term_waiting;
+
 static int term_waiter(void *arg)
 {
 	sigset_t s = set_of(SIGTERM, 0);
 
 	(void)arg;
+	atomic_store(&term_waiting, 1);
 	return weft_signal_wait(&s, NULL) == SIGTERM ? 0 : -1;
 }
 
@@ -297,6 +301,10 @@ static int term_sender(void *arg)
 	(void)arg;
 	for (int i = 0; i < 20; i++)
 		weft_go(sleeper, &o);
+	/* Loop 1's thread may start late on a loaded machine: SIGTERM sent before
+	 * its fiber waits would kill the process, as it should. */
+	while (!atomic_load(&term_waiting))
+		weft_sleep(WEFT_MSEC);
 	weft_sleep(10 * WEFT_MSEC);
 	/* This thread (main, loop 0) has SIGTERM unblocked: the kernel may pick it. */
 	kill(getpid(), SIGTERM);
