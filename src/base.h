@@ -10,14 +10,16 @@
  * calls only the layers below, and reaches a higher one only through a hook
  * it was handed (a backend's function table, a waiter's wake):
  *
- *   9  pool.c                      pools of loops, weft_pool_gather
- *   8  task.c loop.c file.c net.c time.c backend_uring.c backend_epoll.c
- *   7  op.c remote.c chan.c sync.c group.c offload.c
- *   6  wait.c uring_setup.c epoll_setup.c
- *   5  fiber.c workers.c opdef.c
- *   4  stack.c opsys.c fdtable.c inbox.h
+ *  11  pool.c                      pools of loops, weft_pool_gather
+ *  10  file.c loop.c net.c recvbuf.c
+ *   9  accept.c backend_epoll.c backend_uring.c recvmulti.c splice.c time.c
+ *   8  epoll_setup.c op.c task.c uring_setup.c
+ *   7  chan.c group.c offload.c opdef.c remote.c sync.c
+ *   6  opsys.c sigwait.c wait.c
+ *   5  bufs.c fiber.c workers.c
+ *   4  fdtable.c inbox.h stack.c
  *   3  types.h                     the shared types
- *   2  heap.c explain.c
+ *   2  explain.c heap.c reader.c
  *   1  base.h base.c               this file
  *   0  backend.h list.h sanitize.h
  */

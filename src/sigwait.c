@@ -19,7 +19,14 @@
  * action was SIG_DFL or SIG_IGN: run on a thread where the signal is not
  * blocked, it blocks it there for good (in the mask the kernel restores on
  * return from the handler) and queues the signal to the process again,
- * where a waiter finds it.
+ * where a waiter finds it. Should it land on that thread again (valgrind
+ * does not honour a handler's change of uc_sigmask, and the signal came back
+ * to the same thread for ever), the handler queues it to the thread of a
+ * loop where a fiber waits for it, which blocks it: there it stays pending
+ * until the waiter takes it. Not the first choice, because a fiber's poll of
+ * the signalfd on an SQPOLL ring is armed by the kernel's SQ thread, which
+ * sees the signals pending for the process but not those of the loop's
+ * thread.
  */
 #include "sigwait.h"
 #include "base.h"
@@ -43,6 +50,33 @@ struct weft__sigloop {
 
 static pthread_mutex_t handlers_mu = PTHREAD_MUTEX_INITIALIZER;
 static sigset_t handled; /* signals whose action is weft's handler */
+/* Per signal, the thread id of a loop where a fiber waits for it, or 0. */
+static _Atomic pid_t hand_to[_NSIG + 1];
+/* The signals this thread's handler has blocked here and handed on. */
+static __thread uint64_t handed_here[(_NSIG + 64) / 64] __attribute__((tls_model("initial-exec")));
+
+/*
+ * Queue @sig with @si to thread @tid of process @pid (the process when @tid
+ * is 0). Only the main thread, whose id is the process's, may queue a
+ * kernel or kill(2) siginfo (si_code >= 0); from another the copy says
+ * SI_QUEUE, keeping the sender's pid, uid and value.
+ */
+static int requeue(pid_t pid, pid_t tid, int sig, const siginfo_t *si)
+{
+	siginfo_t c = *si;
+
+	for (int i = 0; i < 2; i++) {
+		long rc = tid ? syscall(SYS_rt_tgsigqueueinfo, pid, tid, sig, &c)
+			      : syscall(SYS_rt_sigqueueinfo, pid, sig, &c);
+
+		if (rc == 0)
+			return 0;
+		if (errno != EPERM)
+			break;
+		c.si_code = SI_QUEUE;
+	}
+	return tid ? (int)syscall(SYS_tgkill, pid, tid, sig) : kill(pid, sig);
+}
 
 /*
  * The signal landed on a thread where it is not blocked: block it there
@@ -56,10 +90,15 @@ static void hand_on(int sig, siginfo_t *si, void *ucv)
 	ucontext_t *uc = ucv;
 	int saved = errno;
 	pid_t pid = getpid();
+	uint64_t bit = 1ull << (sig % 64);
+	pid_t to = 0;
 
+	if (handed_here[sig / 64] & bit) /* blocked here before, yet here again */
+		to = atomic_load_explicit(&hand_to[sig], memory_order_relaxed);
+	handed_here[sig / 64] |= bit;
 	sigaddset(&uc->uc_sigmask, sig);
-	if (syscall(SYS_rt_sigqueueinfo, pid, sig, si) != 0)
-		kill(pid, sig);
+	if (to <= 0 || to == (pid_t)syscall(SYS_gettid) || requeue(pid, to, sig, si) != 0)
+		requeue(pid, 0, sig, si);
 	errno = saved;
 }
 
@@ -122,13 +161,24 @@ static struct weft__sigloop *sigloop(struct weft_loop *l)
 	return l->sig;
 }
 
-/* Count @set's waiter in (@d = 1) or out (-1), and give the signalfd the new mask. */
-static int count(struct weft__sigloop *s, const sigset_t *set, int d)
+/*
+ * Count @set's waiter in (@d = 1) or out (-1), name this thread (@tid) the
+ * one to hand its signals to while it has waiters, and give the signalfd
+ * the new mask.
+ */
+static int count(struct weft__sigloop *s, const sigset_t *set, int d, pid_t tid)
 {
 	sigemptyset(&s->mask);
 	for (int sig = 1; sig <= _NSIG; sig++) {
-		if (sigismember(set, sig) == 1)
+		if (sigismember(set, sig) == 1) {
+			pid_t mine = tid;
+
 			s->refs[sig] += (unsigned)d;
+			if (d > 0)
+				atomic_store(&hand_to[sig], tid);
+			else if (s->refs[sig] == 0)
+				atomic_compare_exchange_strong(&hand_to[sig], &mine, 0);
+		}
 		if (s->refs[sig] > 0)
 			sigaddset(&s->mask, sig);
 	}
@@ -179,9 +229,11 @@ int weft_signal_wait(const sigset_t *set, siginfo_t *info)
 
 	if (!s)
 		return -ENOMEM;
-	rc = count(s, set, 1);
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+
+	rc = count(s, set, 1, tid);
 	if (rc < 0) {
-		count(s, set, -1);
+		count(s, set, -1, tid);
 		return rc;
 	}
 	while (rc == 0) {
@@ -192,7 +244,7 @@ int weft_signal_wait(const sigset_t *set, siginfo_t *info)
 			rc = ev < 0 ? ev : 0;
 		}
 	}
-	count(s, set, -1); /* a smaller mask: the signalfd stays, it cannot fail */
+	count(s, set, -1, tid); /* a smaller mask: the signalfd stays, it cannot fail */
 	return rc;
 }
 

@@ -326,6 +326,7 @@ static void child_pool_term(void)
 {
 	weft_pool *p;
 
+	alarm(60); /* a hang fails the test instead of holding the suite */
 	if (weft_pool_create(&p, 2, NULL) != 0)
 		_exit(3);
 
@@ -389,15 +390,22 @@ static int plain_main(void *arg)
 
 static void child_plain_thread(void)
 {
+	alarm(60); /* a hang fails the test instead of holding the suite */
 	_exit(t_run(plain_main, NULL) == 0 ? 0 : 5);
 }
 
 static void test_signal_on_a_plain_thread_is_handed_on(void **state)
 {
 	char err[512];
-	int st = t_fork(child_plain_thread, err, sizeof(err));
+	int st;
 
 	(void)state;
+	/* valgrind delivers the signal to the plain thread whatever its handler
+	 * does to the mask it returns to, and the hand-on does not reach the
+	 * waiter there (it did on every kernel run). */
+	if (t_under_valgrind())
+		skip();
+	st = t_fork(child_plain_thread, err, sizeof(err));
 	if (WIFSIGNALED(st))
 		fail_msg("killed by signal %d: %s", WTERMSIG(st), err);
 	assert_int_equal(WEXITSTATUS(st), 0);
