@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A TCP echo server: one fiber per connection, all of them in a task group,
- * and a fiber that reads SIGINT/SIGTERM from a signalfd and shuts down
- * gracefully: stop accepting, cancel every connection, wait for them
- * (serve.h, shared with http_server).
+ * A TCP echo server: one fiber per connection, all of them in an independent
+ * group (a client's reset ends its own fiber, no other), and a fiber that
+ * waits for SIGINT/SIGTERM with weft_signal_wait and shuts down gracefully:
+ * stop accepting, cancel every connection, wait for them (serve.h, shared
+ * with http_server).
  *
  *   echo_server [--loops N] [--pin] [port] [host]   (port 7007 by default; 0 picks one)
  *

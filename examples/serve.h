@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What echo_server and http_server share: a listener, a fiber per
- * connection in a task group, and a graceful shutdown on SIGINT/SIGTERM
- * (stop accepting, cancel every connection, wait for them).
+ * connection in an independent group (a connection that fails is counted,
+ * and cancels no other), and a graceful shutdown on SIGINT/SIGTERM, waited
+ * for with weft_signal_wait (stop accepting, cancel every connection, wait
+ * for them).
  *
  * With --loops N (0: one per CPU the process may run on) the server runs a
  * pool of N loops, each with a listener of its own on the same port
@@ -21,13 +23,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 struct server { /* one per loop */
@@ -47,7 +49,6 @@ struct fleet {
 	int loops; /* -1: no pool (one loop, weft_main) */
 	unsigned flags;
 	weft_fn conn; /* the connection fiber: arg is the fd; closes it */
-	int sfd;
 	weft_pool *pool;
 	_Atomic int bound; /* 0 until loop 0 listens; then its port, or -errno */
 	struct server *s;
@@ -96,10 +97,20 @@ static int serve_stop_here(void *arg)
 static int serve_signals(void *arg)
 {
 	struct fleet *f = arg;
-	struct signalfd_siginfo si;
+	sigset_t set;
+	int sig;
 
-	if (weft_read(f->sfd, &si, sizeof(si), -1) == (ssize_t)sizeof(si))
-		fprintf(stderr, "%s: signal %u: shutting down\n", f->name, si.ssi_signo);
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sig = weft_signal_wait(&set, NULL);
+	if (sig == -ECANCELED)
+		return 0; /* the acceptor ended on its own: nothing to stop */
+	if (sig > 0)
+		fprintf(stderr, "%s: %s: shutting down\n", f->name, strsignal(sig));
+	else
+		fprintf(stderr, "%s: waiting for signals: %s; shutting down\n", f->name,
+			weft_strerror(sig));
 	if (!f->pool)
 		return serve_stop_here(&f->s[0]);
 	for (unsigned i = 0; i < weft_pool_size(f->pool); i++)
@@ -153,7 +164,7 @@ static int serve_loop(void *arg)
 	s->fleet = f;
 	if ((rc = serve_listen(f, s, index)) < 0)
 		return rc;
-	if ((rc = weft_group_create(&s->conns)) < 0 ||
+	if ((rc = weft_group_create_flags(&s->conns, WEFT_GROUP_INDEPENDENT)) < 0 ||
 	    (rc = weft_spawn(NULL, serve_acceptor, s, &s->acceptor)) < 0 ||
 	    (index == 0 && (rc = weft_spawn(NULL, serve_signals, f, &sig)) < 0))
 		return rc;
@@ -165,6 +176,13 @@ static int serve_loop(void *arg)
 		weft_join(sig, NULL);
 	}
 	weft_group_wait(s->conns);
+
+	int first = 0;
+	uint64_t failed = weft_group_failures(s->conns, &first);
+
+	if (failed)
+		fprintf(stderr, "%s: loop %d: %llu connections ended in an error (the first: %s)\n",
+			f->name, index, (unsigned long long)failed, weft_strerror(first));
 	weft_group_destroy(s->conns);
 	weft_close(s->lfd);
 	return arc;
@@ -182,7 +200,6 @@ static void serve_usage(FILE *out, const char *name, int port)
 
 static int serve_main(int argc, char **argv, struct fleet *f)
 {
-	sigset_t set;
 	int port = f->port;
 	int args = 0;
 
@@ -228,21 +245,18 @@ static int serve_main(int argc, char **argv, struct fleet *f)
 		}
 		args++;
 	}
-	/* Signals arrive through the signalfd, in a fiber, not as handlers. */
+	/* SIGINT and SIGTERM reach serve_signals' weft_signal_wait (threads the
+	 * pool starts block them, and a handler of weft's hands one that lands
+	 * on an unblocked thread to the waiter). Blocked here too, before the
+	 * port is announced: one sent as soon as "listening" shows then waits
+	 * for serve_signals instead of killing the process. */
+	sigset_t set;
+	int rc;
+
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
-	/* An ignored signal (SIGINT under '&' in a script) never reaches a signalfd. */
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	sigprocmask(SIG_BLOCK, &set, NULL); /* before the pool: its threads inherit it */
-	f->sfd = signalfd(-1, &set, SFD_CLOEXEC);
-	if (f->sfd < 0) {
-		fprintf(stderr, "%s: signalfd: %s\n", f->name, strerror(errno));
-		return 1;
-	}
-
-	int rc;
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	if (f->loops < 0) {
 		struct server one = { 0 };
@@ -269,7 +283,6 @@ static int serve_main(int argc, char **argv, struct fleet *f)
 			free(f->s);
 		}
 	}
-	close(f->sfd);
 	if (rc < 0) {
 		/* A set-up error (any errno) gets its fix; the server's own, a plain sentence. */
 		fprintf(stderr, "%s: %s\n", f->name, weft_loop_explain(rc));
