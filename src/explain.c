@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,82 @@ int weft__explain_env(const char *name, const char *value, const char *accepted)
 		 name, value, accepted);
 	weft__explain_note(name, -EINVAL);
 	return -EINVAL;
+}
+
+/* Edit distance of @a (its first @n bytes) and @b, or 99 for long names. */
+static size_t distance(const char *a, size_t n, const char *b)
+{
+	size_t m = strlen(b), row[48];
+
+	if (n >= 48 || m >= 48)
+		return 99;
+	for (size_t j = 0; j <= m; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= n; i++) {
+		size_t diag = row[0];
+
+		row[0] = i;
+		for (size_t j = 1; j <= m; j++) {
+			size_t up = row[j];
+			size_t best = diag + (a[i - 1] != b[j - 1]);
+
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[m];
+}
+
+/* Whether @var (NAME=value) names one of @known (NULL-terminated). */
+static bool is_known(const char *var, size_t n, const char *const *known, const char **near)
+{
+	size_t best = 3; /* a typo: two edits at most */
+
+	for (; *known; known++) {
+		size_t d = distance(var, n, *known);
+
+		if (d == 0)
+			return true;
+		if (d < best) {
+			best = d;
+			*near = *known;
+		}
+	}
+	return false;
+}
+
+void weft__explain_env_unknown(const char *const *known)
+{
+	extern char **environ;
+	static atomic_bool said;
+	char names[400] = "";
+	size_t len = 0;
+
+	for (char **e = environ; e && *e; e++) {
+		const char *near = NULL;
+		size_t n = strcspn(*e, "=");
+
+		/* WEFT_TEST_*, WEFT_BUILD and WEFT_SRC belong to weft's tests and tools. */
+		if (strncmp(*e, "WEFT_", 5) != 0 || !strncmp(*e, "WEFT_TEST_", 10) ||
+		    !strncmp(*e, "WEFT_BUILD=", 11) || !strncmp(*e, "WEFT_SRC=", 9) ||
+		    is_known(*e, n, known, &near))
+			continue;
+		if (atomic_exchange(&said, true))
+			return;
+		for (const char *const *k = known; *k && len < sizeof(names); k++)
+			len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
+						len ? ", " : "", *k);
+		fprintf(stderr,
+			"weft: warning: the environment variable %.*s is not one weft reads%s%s%s; "
+			"it reads %s.\n",
+			(int)(n > 60 ? 60 : n), *e, near ? " (did you mean " : "", near ? near : "",
+			near ? "?)" : "", names);
+		return;
+	}
 }
 
 void weft__explain_unsupported(const char *op, const char *backend)

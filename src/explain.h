@@ -21,6 +21,12 @@ void weft__explain_note(const char *what, int err);
 const char *weft__explain_last(int *err);
 /* The environment variable @name=@value is not understood: note it. Return: -EINVAL. */
 int weft__explain_env(const char *name, const char *value, const char *accepted);
+/*
+ * Say once per process, on stderr, that the environment holds a WEFT_*
+ * variable that is none of @known (NULL-terminated), naming the nearest
+ * and the known ones: a misspelt name would otherwise change nothing.
+ */
+void weft__explain_env_unknown(const char *const *known);
 /* @op cannot run on this loop's backend @backend, and has no fallback: note it. */
 void weft__explain_unsupported(const char *op, const char *backend);
 /* What weft_loop_explain(0) says: the sentence on this thread's last loop's backend. */

@@ -162,8 +162,14 @@ static int check_env(void)
 	static const char *const wakes[] = { "auto", "msg_ring", "eventfd", NULL };
 	static const char *const markers[] = { "auto", "off", NULL };
 	static const char *const on_off[] = { "auto", "on", "off", NULL };
+	static const char *const names[] = { "WEFT_BACKEND",	    "WEFT_RING_MODE",
+					     "WEFT_SQPOLL",	    "WEFT_WAKE",
+					     "WEFT_POLL_FIRST",	    "WEFT_MULTISHOT_ACCEPT",
+					     "WEFT_MULTISHOT_RECV", "WEFT_GUARD_MARKERS",
+					     "WEFT_DISABLE_OPS",    NULL };
 	const char *s;
 
+	weft__explain_env_unknown(names);
 	if ((s = getenv("WEFT_RING_MODE")) && *s && !is_one_of(s, modes))
 		return weft__explain_env("WEFT_RING_MODE", s, "auto, defer, coop or plain");
 	if ((s = getenv("WEFT_SQPOLL")) && *s && !is_one_of(s, flag))

@@ -615,6 +615,59 @@ static void test_version_matches_header(void **state)
 	assert_string_equal(weft_version(), want);
 }
 
+/* In a child: two loops made with a misspelt name and tools' own names set. */
+static void child_unknown_env(void)
+{
+	weft_loop *l = NULL;
+
+	setenv("WEFT_BAKEND", "epoll", 1);
+	setenv("WEFT_TEST_SOMETHING", "1", 1);
+	setenv("WEFT_BUILD", "/tmp", 1);
+	for (int i = 0; i < 2; i++) {
+		if (weft_loop_create(&l, NULL) != 0)
+			_exit(3);
+		weft_loop_destroy(l);
+	}
+	_exit(0);
+}
+
+static void child_known_env(void)
+{
+	weft_loop *l = NULL;
+
+	setenv("WEFT_MULTISHOT_RECV", "auto", 1);
+	setenv("WEFT_TEST_SOMETHING", "1", 1);
+	if (weft_loop_create(&l, NULL) != 0)
+		_exit(3);
+	weft_loop_destroy(l);
+	_exit(0);
+}
+
+/* A WEFT_* name weft does not read: one warning line, the nearest name, the known ones. */
+static void test_unknown_environment_name_warns_once(void **state)
+{
+	char err[2048];
+	int st = t_fork(child_unknown_env, err, sizeof(err));
+	const char *line = strstr(err, "weft: warning:");
+
+	(void)state;
+	print_message("%s", err);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_non_null(line);
+	assert_non_null(strstr(line, "WEFT_BAKEND is not one weft reads"));
+	assert_non_null(strstr(line, "did you mean WEFT_BACKEND?"));
+	assert_non_null(strstr(line, "WEFT_DISABLE_OPS"));
+	assert_null(strstr(line + 1, "weft: warning:")); /* once, for two loops */
+	assert_null(strstr(err, "WEFT_TEST_SOMETHING"));
+	assert_null(strstr(err, "WEFT_BUILD"));
+
+	st = t_fork(child_known_env, err, sizeof(err));
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_null(strstr(err, "weft: warning:"));
+}
+
 /* A misspelt environment variable is refused, with a sentence that names it. */
 static void test_misspelt_environment_is_refused_with_a_sentence(void **state)
 {
@@ -892,6 +945,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_misspelt_environment_is_refused_with_a_sentence),
+		cmocka_unit_test(test_unknown_environment_name_warns_once),
 		cmocka_unit_test(test_create_destroy_without_fibers),
 		cmocka_unit_test(test_old_stats_symbol_writes_only_the_old_struct),
 		cmocka_unit_test(test_create_rejects_bad_config),
