@@ -66,7 +66,7 @@ extern "C" {
 #endif
 
 #define WEFT_VERSION_MAJOR 0
-#define WEFT_VERSION_MINOR 3
+#define WEFT_VERSION_MINOR 5
 #define WEFT_VERSION_PATCH 0
 
 /* Time is int64_t nanoseconds on CLOCK_MONOTONIC. */

@@ -1,8 +1,12 @@
 #!/bin/sh
-# The two ways a server links weft, from outside this build:
-#   1. installed, with pkg-config: `pkg-config --libs weft-static` gives a
-#      binary that does not need libweft.so;
-#   2. as a meson subproject: only the library is built (no tests, benchmarks
+# The ways a program links weft, from outside this build:
+#   1. installed, with pkg-config: `pkg-config --static --libs weft-static`
+#      gives a binary that needs neither libweft.so nor liburing.so (where
+#      liburing's archive was found when weft was configured), and README's
+#      server example compiles against the install with -Werror;
+#   2. installed, with CMake: pkg_check_modules(... IMPORTED_TARGET
+#      weft-static), the same binary (skipped where cmake is not installed);
+#   3. as a meson subproject: only the library is built (no tests, benchmarks
 #      or examples, so no cmocka), and the parent's `meson test` has no weft tests.
 # usage: check_packaging.sh SOURCE_ROOT BUILD_ROOT SANITIZE
 set -eu
@@ -12,7 +16,7 @@ if [ "$3" != none ]; then
 	echo "skipped: a sanitizer build's archive needs the sanitizer runtime in the app"
 	exit 77
 fi
-for t in pkg-config meson ninja cc; do
+for t in pkg-config meson ninja cc readelf; do
 	command -v "$t" >/dev/null 2>&1 || { echo "skipped: $t is not installed"; exit 77; }
 done
 tmp=$(mktemp -d)
@@ -38,23 +42,63 @@ int main(void)
 C
 sed -i 's/#include <stdio.h>/#include <stdio.h>\n#include <errno.h>/' "$tmp/app.c"
 
-# 1. installed, static through weft-static.pc
+# 1. installed, static through weft-static.pc. The install goes into a
+# temporary root, so pkg-config is told where its prefix landed.
 meson install -C "$build" --destdir "$tmp/root" --no-rebuild >/dev/null
 pc=$(find "$tmp/root" -name weft-static.pc | head -n 1)
 [ -n "$pc" ] || { echo "weft-static.pc was not installed" >&2; exit 1; }
 echo "installed: ${pc#"$tmp/root"}"
-flags=$(PKG_CONFIG_SYSROOT_DIR="$tmp/root" PKG_CONFIG_PATH=$(dirname "$pc") \
-	pkg-config --cflags --libs weft-static)
+prefix=$(sed -n 's/^prefix=//p' "$pc")
+pkgconf() {
+	PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --define-variable=prefix="$tmp/root$prefix" "$@"
+}
+# A binary linked through it must need no libweft.so, nor liburing.so where
+# weft-static.pc names liburing's archive.
+no_shared() {
+	needed=$(readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+	bad=$(echo "$needed" | grep -E '^libweft' || true)
+	if grep -q 'liburing\.a' "$pc"; then
+		bad=$bad$(echo "$needed" | grep -E '^liburing' || true)
+	fi
+	[ -z "$bad" ] || { echo "$2 still needs $bad:" >&2; echo "$needed" >&2; exit 1; }
+}
+flags=$(pkgconf --static --cflags --libs weft-static)
 # shellcheck disable=SC2086
 cc -o "$tmp/app-static" "$tmp/app.c" $flags
-if ldd "$tmp/app-static" | grep -q libweft; then
-	echo "the weft-static.pc route still needs libweft.so:" >&2
-	ldd "$tmp/app-static" >&2
-	exit 1
-fi
+no_shared "$tmp/app-static" "the weft-static.pc route"
 "$tmp/app-static"
+# README's server example, as it stands, builds against the install.
+sed -n '/^<!-- the server example/,/^```$/p' "$src/README.md" | sed '1,2d;$d' >"$tmp/server.c"
+grep -q 'weft_signal_wait' "$tmp/server.c" || { echo "README.md's server example is missing" >&2; exit 1; }
+# shellcheck disable=SC2086
+cc -Wall -Wextra -Werror -o "$tmp/server" "$tmp/server.c" $flags
 
-# 2. a meson subproject
+# 2. installed, through CMake's pkg_check_modules(... IMPORTED_TARGET)
+if command -v cmake >/dev/null 2>&1; then
+	mkdir -p "$tmp/cmake"
+	cp "$tmp/app.c" "$tmp/cmake/app.c"
+	cat >"$tmp/cmake/CMakeLists.txt" <<'M'
+cmake_minimum_required(VERSION 3.13)
+project(app C)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(WEFT REQUIRED IMPORTED_TARGET weft-static)
+add_executable(app app.c)
+target_link_libraries(app PRIVATE PkgConfig::WEFT)
+M
+	PKG_CONFIG_PATH=$(dirname "$pc") cmake -S "$tmp/cmake" -B "$tmp/cmake/b" \
+		-DPKG_CONFIG_ARGN="--define-variable=prefix=$tmp/root$prefix" \
+		>"$tmp/cmake.log" 2>&1 || { cat "$tmp/cmake.log" >&2; exit 1; }
+	cmake --build "$tmp/cmake/b" >"$tmp/cmake-build.log" 2>&1 ||
+		{ cat "$tmp/cmake-build.log" >&2; exit 1; }
+	no_shared "$tmp/cmake/b/app" "the CMake IMPORTED_TARGET route"
+	"$tmp/cmake/b/app"
+	cmake_said="CMake's IMPORTED_TARGET, "
+else
+	echo "cmake is not installed: the CMake route is not checked"
+	cmake_said=""
+fi
+
+# 3. a meson subproject
 mkdir -p "$tmp/parent/subprojects"
 ln -s "$src" "$tmp/parent/subprojects/weft"
 cp "$tmp/app.c" "$tmp/parent/app.c"
@@ -75,4 +119,4 @@ ninja -C "$tmp/parent/b" >/dev/null
 targets=$(ninja -C "$tmp/parent/b" -t targets all | grep -c -E 'test_|bench_|examples/' || true)
 [ "$targets" = 0 ] || { echo "the subproject built $targets test, bench or example targets" >&2; exit 1; }
 "$tmp/parent/b/app"
-echo "packaging: static pkg-config route and meson subproject both work"
+echo "packaging: the static pkg-config route, README's server, ${cmake_said}and the meson subproject work"
