@@ -8,6 +8,12 @@ For each N (server CPUs) it starts, in turn, each server on CPUs 0..N-1:
               sharing the port (SO_REUSEPORT): the shared-nothing limit
   nginx       nginx with N workers (worker_cpu_affinity auto), reuseport
   go          Go net/http (bench/peers/http_server.go) with GOMAXPROCS=N
+  weft-tls, nginx-tls          the same over HTTPS (http_server --tls; nginx
+              ssl), keep-alive: requests/s once the connections are up
+  weft-tls-new, nginx-tls-new  HTTPS with "Connection: close": a full
+              handshake per request, so requests/s is handshakes/s
+              (both: one ECDSA P-256 certificate made here by openssl req,
+              TLS 1.3, the suite wrk's OpenSSL and the server agree on)
 and loads it with wrk on the other half of the CPUs (the client never shares a
 CPU with the server). The modes take turns, --runs rounds; the tables give
 the median requests/s and requests/s per server CPU. Everything wrk printed
@@ -31,7 +37,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gatherlib as g  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODES = ("weft", "weft-procs", "nginx", "go")
+MODES = ("weft", "weft-procs", "nginx", "go",
+         "weft-tls", "nginx-tls", "weft-tls-new", "nginx-tls-new")
+# Which mode each mode is compared with in the "weft over it" column.
+BASE = {"nginx-tls": "weft-tls", "nginx-tls-new": "weft-tls-new"}
 
 
 def parse_args(argv):
@@ -142,6 +151,22 @@ http {{
 """
 
 
+NGINX_TLS_CONF = NGINX_CONF.replace(
+    "listen 127.0.0.1:{port} reuseport;",
+    "listen 127.0.0.1:{port} ssl reuseport;\n"
+    "        ssl_certificate {cert};\n        ssl_certificate_key {key};\n"
+    "        ssl_protocols TLSv1.3;")
+
+
+def make_cert(tmp):
+    """An ECDSA P-256 certificate for localhost in @tmp: (cert, key), or None."""
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                        "-keyout", key, "-out", cert], capture_output=True)
+    return (cert, key) if r.returncode == 0 else None
+
+
 class Bench:
     def __init__(self, a):
         self.a = a
@@ -176,6 +201,18 @@ class Bench:
             self.skip["nginx"] = "skipped: nginx is not installed"
         if not os.path.exists(self.go):
             self.skip["go"] = "skipped: Go is not installed (apt-get install golang-go)"
+        self.tlsdir = tempfile.mkdtemp(prefix="weft-httpbench-")
+        self.cert = make_cert(self.tlsdir) if shutil.which("openssl") else None
+        tls_modes = [m for m in MODES if "-tls" in m]
+        probe = subprocess.run([self.http, "--tls", "/nonexistent", "/nonexistent"],
+                               capture_output=True, text=True)
+        for m in tls_modes:
+            if not self.cert:
+                self.skip[m] = "skipped: the openssl command is missing (apt-get install openssl)"
+            elif "no TLS" in probe.stderr and m.startswith("weft"):
+                self.skip[m] = "skipped: http_server was built without libweft-tls"
+            elif m.startswith("nginx") and not self.nginx:
+                self.skip[m] = "skipped: nginx is not installed"
 
     def say(self, line=""):
         print(line, flush=True)
@@ -191,6 +228,15 @@ class Bench:
         env = dict(os.environ)
         if mode == "weft":
             cmds = [ts + [self.http, "--loops", str(n), "--pin", str(port), "127.0.0.1"]]
+        elif mode.startswith("weft-tls"):
+            cmds = [ts + [self.http, "--tls", self.cert[0], self.cert[1], "--loops", str(n),
+                          "--pin", str(port), "127.0.0.1"]]
+        elif mode.startswith("nginx-tls"):
+            conf = os.path.join(tmp, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(NGINX_TLS_CONF.format(n=n, tmp=tmp, port=port, cert=self.cert[0],
+                                              key=self.cert[1]))
+            cmds = [ts + [self.nginx, "-p", tmp + "/", "-c", conf]]
         elif mode == "weft-procs":
             cmds = [["taskset", "-c", str(c), self.http, "--loops", "1", str(port), "127.0.0.1"]
                     for c in cpus]
@@ -230,10 +276,12 @@ class Bench:
                 if not wait_port(port, procs):
                     with open(os.path.join(tmp, f"{mode}.log")) as f:
                         return None, "did not start: " + " ".join(f.read().split())[:200]
-                url = f"http://127.0.0.1:{port}/"
+                url = f"{'https' if '-tls' in mode else 'http'}://127.0.0.1:{port}/"
                 cmd = ["taskset", "-c", cpulist(self.client), self.wrk,
                        f"-t{len(self.client)}", f"-c{self.a.connections}",
                        f"-d{self.a.duration}s", url]
+                if mode.endswith("-new"):
+                    cmd[-1:-1] = ["-H", "Connection: close"]
                 r = subprocess.run(cmd, capture_output=True, text=True,
                                    timeout=self.a.duration + 60)
             finally:
@@ -291,7 +339,9 @@ class Bench:
                     self.say(f"| {mode} | **{r['failed'] or 'no result'}** | | |")
                     continue
                 x = med[mode]
-                ratio = f"{med['weft'] / x:.2f}x" if "weft" in med and mode != "weft" else "-"
+                base = BASE.get(mode, "weft")
+                ratio = (f"{med[base] / x:.2f}x" if base in med and mode != base
+                         and not mode.startswith("weft-tls") else "-")
                 self.say(f"| {mode} | {x:,.0f} ({min(r['rps']):,.0f}-{max(r['rps']):,.0f}) | "
                          f"{x / n:,.0f} | {ratio} |")
                 series[mode].append((n, x))
@@ -307,7 +357,12 @@ class Bench:
                  "and Connection headers; nginx adds Server and Date; Go adds Date. Every "
                  "server answers GET / with the 13-byte body 'hello, world\\n' over keep-alive "
                  "connections.")
+        if any("-tls" in m for m in modes):
+            self.say("HTTPS: the same answers; the *-tls-new modes close after each answer "
+                     "(wrk -H 'Connection: close'), so each request is one full TLS 1.3 "
+                     "handshake (no resumption) and requests/s is handshakes/s.")
         g.write_json(os.path.join(self.out, "results.json"), doc)
+        shutil.rmtree(self.tlsdir, ignore_errors=True)
         self.md.close()
         sys.stderr.write(f"results: {self.out}\n")
 
@@ -324,6 +379,12 @@ class Bench:
                 if med.get(other):
                     parts.append(f"{w / med[other]:.2f}x {other}")
             lines.append(f"- N = {n}: " + ", ".join(parts))
+        for n, med in by_n.items():
+            for w, other, what in (("weft-tls", "nginx-tls", "HTTPS keep-alive"),
+                                   ("weft-tls-new", "nginx-tls-new", "TLS handshakes")):
+                if med.get(w) and med.get(other):
+                    lines.append(f"- N = {n}, {what}: weft {med[w]:,.0f}/s, "
+                                 f"{med[w] / med[other]:.2f}x nginx")
         if 1 in by_n and by_n[1].get("weft"):
             for n in by_n:
                 if n > 1 and by_n[n].get("weft"):

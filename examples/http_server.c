@@ -9,10 +9,49 @@
  *
  * --loops N runs N loops in one process (0: one per CPU), each with a
  * listener of its own on the port (SO_REUSEPORT).
+ *
+ * --tls CERT KEY (where weft was built with libweft-tls) serves HTTPS with
+ * the same handler: CERT is a PEM certificate chain, KEY its private key.
+ *   http_server --tls cert.pem key.pem 8443
+ *   openssl s_client -connect 127.0.0.1:8443 -quiet
  */
 #include "serve.h"
 
 #include <strings.h>
+
+#ifdef HTTP_SERVER_TLS
+#include <weft_tls.h>
+
+#include <openssl/err.h>
+
+static SSL_CTX *tls_ctx; /* set by --tls; shared by every loop (SSL_new is thread-safe) */
+#endif
+
+/* One connection's transport: the socket, or TLS over it. */
+struct io {
+	int fd;
+#ifdef HTTP_SERVER_TLS
+	weft_tls *tls;
+#endif
+};
+
+static ssize_t io_recv(struct io *io, void *buf, size_t len)
+{
+#ifdef HTTP_SERVER_TLS
+	if (io->tls)
+		return weft_tls_read(io->tls, buf, len);
+#endif
+	return weft_recv(io->fd, buf, len, 0);
+}
+
+static ssize_t io_send_all(struct io *io, const void *buf, size_t len)
+{
+#ifdef HTTP_SERVER_TLS
+	if (io->tls)
+		return weft_tls_write(io->tls, buf, len);
+#endif
+	return weft_send_all(io->fd, buf, len, 0);
+}
 
 #define REQ_MAX 8192
 
@@ -42,7 +81,7 @@ static int wants_close(const char *req, size_t len, int http10)
 }
 
 /* Answer one request of @len bytes (headers only). Return: 1 to keep going, 0 to close. */
-static int answer(int fd, const char *req, size_t len)
+static int answer(struct io *io, const char *req, size_t len)
 {
 	char out[256];
 	int http10 = len > 16 && memmem(req, len < 256 ? len : 256, "HTTP/1.0", 8) != NULL;
@@ -64,7 +103,7 @@ static int answer(int fd, const char *req, size_t len)
 			 "Connection: %s\r\n\r\n%s",
 			 status, strlen(body), close_after ? "close" : "keep-alive", body);
 
-	if (weft_send_all(fd, out, (size_t)n, 0) < 0)
+	if (io_send_all(io, out, (size_t)n) < 0)
 		return 0;
 	return !close_after;
 }
@@ -77,8 +116,9 @@ static int answer(int fd, const char *req, size_t len)
  * out in order) and read what the client still sends, for at most a second
  * and 1 MiB, before the close (what nginx calls a lingering close).
  */
-static void linger_close(int fd, char *buf, size_t cap)
+static void linger_close(struct io *io, char *buf, size_t cap)
 {
+	int fd = io->fd;
 	int64_t mine = weft_now() + WEFT_SEC;
 	int64_t outer = weft_set_deadline(mine);
 	size_t drained = 0;
@@ -86,6 +126,13 @@ static void linger_close(int fd, char *buf, size_t cap)
 
 	if (outer != WEFT_FOREVER && outer < mine)
 		weft_set_deadline(outer); /* the caller's deadline is sooner: keep it */
+#ifdef HTTP_SERVER_TLS
+	if (io->tls) { /* close_notify first, then the same lingering close of the socket */
+		weft_tls_shutdown(io->tls);
+		weft_tls_free(io->tls);
+		io->tls = NULL;
+	}
+#endif
 	if (weft_shutdown(fd, SHUT_WR) == 0)
 		while (drained < (1u << 20) && (n = weft_recv(fd, buf, cap, 0)) > 0)
 			drained += (size_t)n;
@@ -93,9 +140,9 @@ static void linger_close(int fd, char *buf, size_t cap)
 	weft_close(fd);
 }
 
-static int conn(void *arg)
+/* Serve requests on @io until one closes, the peer goes, or a call fails. */
+static void serve_requests(struct io *io)
 {
-	int fd = (int)(intptr_t)arg;
 	char buf[REQ_MAX];
 	size_t have = 0;
 
@@ -105,7 +152,7 @@ static int conn(void *arg)
 		if (end) { /* a whole request: answer it, keep what follows (pipelining) */
 			size_t len = (size_t)(end + 4 - buf);
 
-			if (!answer(fd, buf, len))
+			if (!answer(io, buf, len))
 				break;
 			memmove(buf, buf + len, have - len);
 			have -= len;
@@ -115,19 +162,81 @@ static int conn(void *arg)
 			static const char big[] = "HTTP/1.1 431 Request Header Fields Too Large\r\n"
 						  "Content-Length: 0\r\nConnection: close\r\n\r\n";
 
-			weft_send_all(fd, big, sizeof(big) - 1, 0);
+			io_send_all(io, big, sizeof(big) - 1);
 			break;
 		}
 
-		ssize_t n = weft_recv(fd, buf + have, sizeof(buf) - have, 0);
+		ssize_t n = io_recv(io, buf + have, sizeof(buf) - have);
 
 		if (n <= 0) {
-			weft_close(fd); /* the peer is gone, or it failed: nothing to linger for */
-			return 0;
+			/* The peer is gone, or it failed: no close_notify, nothing to linger for.
+			 */
+#ifdef HTTP_SERVER_TLS
+			weft_tls_free(io->tls);
+#endif
+			weft_close(io->fd);
+			return;
 		}
 		have += (size_t)n;
 	}
-	linger_close(fd, buf, sizeof(buf));
+	linger_close(io, buf, sizeof(buf));
+}
+
+static int conn(void *arg)
+{
+	struct io io = { .fd = (int)(intptr_t)arg };
+
+#ifdef HTTP_SERVER_TLS
+	if (tls_ctx) {
+		int64_t outer = weft_set_timeout(10 * WEFT_SEC); /* a client that never finishes */
+		int rc = weft_tls_server(&io.tls, io.fd, tls_ctx);
+
+		weft_set_deadline(outer);
+		if (rc < 0) {
+			weft_close(io.fd);
+			return 0;
+		}
+	}
+#endif
+	serve_requests(&io);
+	return 0;
+}
+
+/*
+ * Take "--tls CERT KEY" out of argv (serve_main parses the rest) and load
+ * them. Return: 0, or 1 after saying why on stderr.
+ */
+static int take_tls_args(int *argc, char **argv)
+{
+	for (int i = 1; i < *argc; i++) {
+		if (strcmp(argv[i], "--tls") != 0)
+			continue;
+		if (i + 2 >= *argc) {
+			fprintf(stderr, "http_server: --tls needs CERT and KEY (PEM files)\n");
+			return 1;
+		}
+#ifdef HTTP_SERVER_TLS
+		if (tls_ctx) {
+			fprintf(stderr, "http_server: --tls given twice\n");
+			return 1;
+		}
+		tls_ctx = SSL_CTX_new(TLS_server_method());
+		if (!tls_ctx || SSL_CTX_use_certificate_chain_file(tls_ctx, argv[i + 1]) != 1 ||
+		    SSL_CTX_use_PrivateKey_file(tls_ctx, argv[i + 2], SSL_FILETYPE_PEM) != 1 ||
+		    SSL_CTX_check_private_key(tls_ctx) != 1) {
+			fprintf(stderr, "http_server: --tls %s %s: %s\n", argv[i + 1], argv[i + 2],
+				ERR_reason_error_string(ERR_peek_last_error()));
+			return 1;
+		}
+#else
+		fprintf(stderr, "http_server: --tls: this build has no TLS (weft was built "
+				"without OpenSSL)\n");
+		return 1;
+#endif
+		memmove(&argv[i], &argv[i + 3], (size_t)(*argc - i - 3 + 1) * sizeof(*argv));
+		*argc -= 3;
+		i--;
+	}
 	return 0;
 }
 
@@ -135,5 +244,13 @@ int main(int argc, char **argv)
 {
 	struct fleet f = { .name = "http_server", .port = 8080, .backlog = 4096, .conn = conn };
 
-	return serve_main(argc, argv, &f);
+	if (take_tls_args(&argc, argv))
+		return 1;
+
+	int rc = serve_main(argc, argv, &f);
+
+#ifdef HTTP_SERVER_TLS
+	SSL_CTX_free(tls_ctx);
+#endif
+	return rc;
 }

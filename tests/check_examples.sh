@@ -128,4 +128,38 @@ wait $pid || fail "http_server --loops 0 exited with $?"
 
 "$ex/http_server" --loops many 2>"$tmp/bad.err" && fail "http_server --loops many started"
 grep -q "takes a number of loops" "$tmp/bad.err" || fail "--loops many: $(cat "$tmp/bad.err")"
+# http_server --tls CERT KEY: an HTTPS request through openssl s_client, with a
+# certificate made here (no key is committed). Skipped, saying why, where the
+# build has no TLS or the openssl command is missing.
+check_https() {
+	if "$ex/http_server" --tls "$tmp/none.pem" "$tmp/none.pem" 2>"$tmp/tls.err" ||
+		grep -q "this build has no TLS" "$tmp/tls.err"; then
+		echo "SKIP (tls): http_server was built without libweft-tls"
+		return 0
+	fi
+	if ! command -v openssl >/dev/null 2>&1; then
+		echo "SKIP (tls): the openssl command is not installed"
+		return 0
+	fi
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+		-subj /CN=localhost -addext subjectAltName=DNS:localhost \
+		-keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>"$tmp/req.err" ||
+		fail "openssl req: $(cat "$tmp/req.err")"
+	"$ex/http_server" --tls "$tmp/cert.pem" "$tmp/key.pem" 0 127.0.0.1 2>"$tmp/https.err" &
+	local hpid=$!
+	local hport
+	hport=$(port_of "$tmp/https.err") || fail "http_server --tls did not start: $(cat "$tmp/https.err")"
+	printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' |
+		timeout 10 openssl s_client -connect "127.0.0.1:$hport" -servername localhost \
+			-verify_hostname localhost -CAfile "$tmp/cert.pem" -verify_return_error -quiet \
+			>"$tmp/https.resp" 2>"$tmp/s_client.err" ||
+		fail "s_client to http_server --tls: $(cat "$tmp/s_client.err")"
+	[ "$(grep -c '^hello, world' "$tmp/https.resp")" = 2 ] ||
+		fail "http_server --tls answered: $(cat "$tmp/https.resp")"
+	kill -INT $hpid
+	wait $hpid || fail "http_server --tls exited with $?"
+	echo "https ok"
+}
+check_https
+
 echo "examples ok"
