@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A minimal HTTP/1.1 server: GET / answers "hello, world", with keep-alive
- * and pipelining, so wrk can load it. A fiber per connection, a signalfd
- * fiber for SIGINT/SIGTERM (serve.h, shared with echo_server).
+ * and pipelining, so wrk can load it. A fiber per connection in an
+ * independent group, a fiber waiting for SIGINT/SIGTERM with
+ * weft_signal_wait (serve.h, shared with echo_server).
  *
  *   http_server [--loops N] [--pin] [port] [host]     (port 8080 by default)
  *   wrk -t2 -c100 -d10s http://127.0.0.1:8080/
@@ -242,7 +243,11 @@ static int take_tls_args(int *argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	struct fleet f = { .name = "http_server", .port = 8080, .backlog = 4096, .conn = conn };
+	struct fleet f = { .name = "http_server",
+			   .port = 8080,
+			   .backlog = 4096,
+			   .conn = conn,
+			   .options = " [--tls CERT KEY]" };
 
 	if (take_tls_args(&argc, argv))
 		return 1;

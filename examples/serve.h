@@ -48,7 +48,8 @@ struct fleet {
 	int backlog;
 	int loops; /* -1: no pool (one loop, weft_main) */
 	unsigned flags;
-	weft_fn conn; /* the connection fiber: arg is the fd; closes it */
+	weft_fn conn;	     /* the connection fiber: arg is the fd; closes it */
+	const char *options; /* the example's own, for the usage line (or NULL) */
 	weft_pool *pool;
 	_Atomic int bound; /* 0 until loop 0 listens; then its port, or -errno */
 	struct server *s;
@@ -188,14 +189,14 @@ static int serve_loop(void *arg)
 	return arc;
 }
 
-static void serve_usage(FILE *out, const char *name, int port)
+static void serve_usage(FILE *out, const struct fleet *f, int port)
 {
 	fprintf(out,
-		"usage: %s [--loops N] [--pin] [port] [host]\n"
+		"usage: %s [--loops N] [--pin]%s [port] [host]\n"
 		"(port %d by default; 0 picks a free one and prints it.\n"
 		" --loops N: N loops in one process, a listener each on the port (SO_REUSEPORT);\n"
 		" 0 for one per CPU. --pin: loop i on the i-th CPU the process may use.)\n",
-		name, port);
+		f->name, f->options ? f->options : "", port);
 }
 
 static int serve_main(int argc, char **argv, struct fleet *f)
@@ -208,7 +209,7 @@ static int serve_main(int argc, char **argv, struct fleet *f)
 		char *end;
 
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			serve_usage(stdout, f->name, port);
+			serve_usage(stdout, f, port);
 			return 0;
 		}
 		if (!strcmp(argv[i], "--pin")) {
@@ -233,14 +234,14 @@ static int serve_main(int argc, char **argv, struct fleet *f)
 			long p = strtol(argv[i], &end, 10);
 
 			if (*end || p < 0 || p > 65535) {
-				serve_usage(stderr, f->name, port);
+				serve_usage(stderr, f, port);
 				return 2;
 			}
 			f->port = (int)p;
 		} else if (args == 1) {
 			f->host = argv[i];
 		} else {
-			serve_usage(stderr, f->name, port);
+			serve_usage(stderr, f, port);
 			return 2;
 		}
 		args++;

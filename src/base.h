@@ -17,7 +17,7 @@
  *   7  chan.c group.c offload.c opdef.c remote.c sync.c
  *   6  opsys.c sigwait.c wait.c
  *   5  bufs.c fiber.c workers.c
- *   4  fdtable.c inbox.h stack.c
+ *   4  fdtable.c inbox.h stack.c stackfault.c
  *   3  types.h                     the shared types
  *   2  explain.c heap.c reader.c
  *   1  base.h base.c               this file
