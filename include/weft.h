@@ -115,8 +115,13 @@ enum weft_timer_mode {
  * Loop settings. Fill with weft_config_init() first, then change fields:
  * new fields take space from reserved[], so the size stays the same.
  */
-/* weft_config.stack_guards: a guard page below every stack (the default). */
+/* weft_config.stack_guards: a guard page below every stack, or weft_spawn fails -ENOMEM. */
 #define WEFT_STACK_GUARDS_ALL UINT32_MAX
+/*
+ * weft_config.stack_guards, the default: a guard page below every stack
+ * while the kernel allows it, then unguarded stacks, counted and said once.
+ */
+#define WEFT_STACK_GUARDS_AUTO (UINT32_MAX - 1)
 
 typedef struct weft_config {
 	/*
@@ -143,23 +148,34 @@ typedef struct weft_config {
 	 * libc calls (give those to weft_offload), nor a program bound lazily:
 	 * link with -Wl,-z,now, as weft's dependency and .pc files do, or the
 	 * first call of each function runs the dynamic linker (about 3 KiB) on
-	 * the fiber's stack. Sanitizer builds need more.
+	 * the fiber's stack. Sanitizer builds need more. One fiber may have
+	 * another size: weft_spawn_with. At most WEFT_STACK_SIZE_MAX.
 	 */
 	size_t stack_size;
 	/*
-	 * Guard pages below stacks. The rule: with WEFT_STACK_GUARDS_ALL (the
-	 * default) every stack has a guard page. On Linux 6.13 and later a
-	 * guard page is a page-table marker (MADV_GUARD_INSTALL) that costs no
-	 * memory mapping; before, it is an mprotect()ed page that costs two
+	 * Guard pages below stacks. On Linux 6.13 and later a guard page is a
+	 * page-table marker (MADV_GUARD_INSTALL) that costs no memory mapping,
+	 * and every value but 0 guards every stack. Before 6.13 (Debian 12's
+	 * 6.1, ...) a guard page is an mprotect()ed page that costs two
 	 * mappings, limited by vm.max_map_count (65530 on a stock kernel): weft
-	 * leaves the program an eighth of it (at least 4096) and, once the rest
-	 * is used (about 26,000 stacks), weft_spawn fails -ENOMEM rather than
-	 * hand out an unguarded stack (weft_loop_explain(-ENOMEM) says so). Any
-	 * other number N: on kernels before 6.13 the first N stacks are guarded
-	 * and the rest are not, by the program's choice; with markers every
-	 * stack still is. 0: no guard pages at all. The environment variable
-	 * WEFT_GUARD_MARKERS=off makes weft use mprotect() even where markers
-	 * work (for tests).
+	 * leaves the program an eighth of it (at least 4096) and guards stacks
+	 * with the rest (about 26,000-28,000 stacks). Past that budget:
+	 *   - WEFT_STACK_GUARDS_AUTO (the default of weft_config_init and of a
+	 *     NULL config): the stacks past the budget have no guard page but a
+	 *     red zone (below); weft_stats.stacks_unguarded counts them, and the
+	 *     first time it happens in the process weft says so in one line on
+	 *     stderr (the cause, and how to raise vm.max_map_count or ask for
+	 *     WEFT_STACK_GUARDS_ALL). Spawning goes on: a server is not capped
+	 *     at ~28,000 fibers on a stock kernel.
+	 *   - WEFT_STACK_GUARDS_ALL: all or nothing. weft_spawn fails -ENOMEM
+	 *     rather than hand out an unguarded stack (weft_loop_explain(-ENOMEM)
+	 *     says why). Before 0.5.0 this was the default.
+	 *   - Any other number N: the first N stacks are guarded, the rest are
+	 *     not, by the program's choice (stacks of those N that the budget
+	 *     left unguarded count in stacks_unguarded; nothing is printed).
+	 *   - 0: no guard pages at all.
+	 * The environment variable WEFT_GUARD_MARKERS=off makes weft use
+	 * mprotect() even where markers work (for tests).
 	 *
 	 * A fault in a guard page aborts with a message naming the fiber, as
 	 * long as the overflowing frame is smaller than the guard page (4 KiB;
@@ -344,11 +360,20 @@ typedef struct weft_stats {
 	 */
 	uint64_t multishot_rearms;
 	/*
+	 * Since 0.5.0. Of stacks, those that stack_guards asked a guard page
+	 * for but that have none, because the vm.max_map_count budget ran out
+	 * (Linux before 6.13, or WEFT_GUARD_MARKERS=off; see stack_guards):
+	 * they have the red zone of an unguarded stack instead. 0 with
+	 * stack_guards 0, and for the stacks past a number N, unguarded by the
+	 * program's choice.
+	 */
+	uint64_t stacks_unguarded;
+	/*
 	 * Room for counters to come: always 0. A program built against an
 	 * older weft.h, whose weft_stats ends before multishot_rearms, is
 	 * given only the fields it knows (weft_loop_stats@WEFT_0.1).
 	 */
-	uint64_t reserved[7];
+	uint64_t reserved[6];
 } weft_stats;
 
 /*
@@ -379,7 +404,10 @@ void weft_config_init(weft_config *cfg);
  * socket before it waits, instead of waiting first where the last receive
  * on that fd left it empty (IORING_RECVSEND_POLL_FIRST), for comparisons.
  * A value other than these makes weft_loop_create fail with -EINVAL, and
- * weft_loop_explain then names the variable and what it takes.
+ * weft_loop_explain then names the variable and what it takes. A WEFT_*
+ * variable weft does not read (a misspelt name, WEFT_BAKEND) gets one line
+ * on stderr per process, naming the nearest known name and the known ones;
+ * WEFT_TEST_*, WEFT_BUILD and WEFT_SRC belong to weft's tests and tools.
  */
 int weft_loop_create(weft_loop **loop, const weft_config *cfg);
 
@@ -561,6 +589,64 @@ const char *weft_version(void);
  * -ECANCELED while the loop is being destroyed; -EXDEV as above.
  */
 int weft_spawn(weft_loop *loop, weft_fn fn, void *arg, weft_fiber **out);
+
+/* The largest weft_spawn_opts.stack_size (and weft_config.stack_size): 1 GiB. */
+#define WEFT_STACK_SIZE_MAX ((size_t)1 << 30)
+/* A buffer of this many bytes holds any fiber name and its NUL (weft_fiber_name). */
+#define WEFT_FIBER_NAME_MAX 32
+
+/* Options of one spawn (weft_spawn_with). Zero-initialise, then set fields. */
+typedef struct weft_spawn_opts {
+	/*
+	 * Bytes of stack for this fiber; 0: the loop's weft_config.stack_size.
+	 * Otherwise rounded up to whole pages (so at least one page); a size
+	 * that is not the loop's own is rounded up once more to a power of two
+	 * of pages (a size class: 4 KiB, 8 KiB, ... with 4 KiB pages), and its
+	 * stacks come from a pool of that class, reused as the loop's own are,
+	 * with the same guard pages or red zones (see stack_guards). More than
+	 * WEFT_STACK_SIZE_MAX: -EINVAL. Only the pages a fiber touches cost
+	 * memory; a class's first slab maps at most 16 stacks (fewer for
+	 * classes over 1 MiB).
+	 */
+	size_t stack_size;
+	/* A name for messages (copied, truncated to 31 bytes); NULL: none. */
+	const char *name;
+} weft_spawn_opts;
+
+/*
+ * weft_spawn with options: a stack size of its own, a name.
+ * @opts: borrowed for the call; NULL: as weft_spawn, exactly.
+ * Context: as weft_spawn; with @opts, only the loop's own thread (the loop
+ * running on this thread, or one created on it and not yet run elsewhere).
+ * Return: as weft_spawn; -EINVAL also if @opts->stack_size is more than
+ * WEFT_STACK_SIZE_MAX; -EXDEV with @opts for another thread's loop (spawn
+ * there a fiber that calls weft_spawn_with, by weft_loop_post).
+ */
+int weft_spawn_with(weft_loop *loop, weft_fn fn, void *arg, const weft_spawn_opts *opts,
+		    weft_fiber **out);
+
+/*
+ * Name the calling fiber: @name is copied (truncated to 31 bytes; "" clears
+ * it). The name shows in weft's messages about the fiber (a stack overflow)
+ * and in weft_fiber_name. A new fiber has the name of its weft_spawn_opts,
+ * or none.
+ * Context: fiber.
+ * Return: 0; -EINVAL if @name is NULL; -EPERM outside a fiber.
+ */
+int weft_set_name(const char *name);
+
+/*
+ * Copy @f's name, NUL-terminated, into @buf ("" if it has none).
+ * @f: a fiber of the loop running on this thread (weft_self(), or a
+ * joinable handle not yet joined).
+ * @buf, @len: caller's storage; WEFT_FIBER_NAME_MAX bytes always suffice.
+ * Context: the loop's thread.
+ * Return: the name's length in bytes (0 for none); -EINVAL if @f or @buf is
+ * NULL, @len is 0, or @f has been joined (its handle is gone); -ERANGE if the
+ * name and its NUL do not fit in @len (@buf is left as it was); -EXDEV if @f
+ * belongs to another thread's loop.
+ */
+int weft_fiber_name(const weft_fiber *f, char *buf, size_t len);
 
 /*
  * weft_spawn(NULL, @fn, @arg, NULL): a detached fiber on the current loop.
@@ -1032,12 +1118,15 @@ int weft_reader_create(weft_reader **out, int fd, size_t max_buffer);
  * the stream a last record without the delimiter is returned as it is,
  * then 0.
  * Context: fiber.
- * Return: its length; 0 at the end of the stream; -EMSGSIZE if the record
- * is longer than max_buffer (the bytes up to and including its delimiter
- * are skipped, so the next call returns the next record); -EINVAL for a
- * NULL @line or @delim outside 0-255; or an error of weft_recv_buf
- * (-ECONNRESET, -ETIMEDOUT, -ECANCELED, ...), after which the bytes
- * buffered stay buffered.
+ * Return: its length (a record may be max_buffer bytes long, delimiter
+ * included); 0 at the end of the stream; -EMSGSIZE if the record is longer
+ * than max_buffer (the bytes up to and including its delimiter are skipped,
+ * so the next call returns the next record; the skip waits for that
+ * delimiter, so a peer that never sends one holds the caller until its
+ * deadline, and a skip cut short by an error is finished by the next call,
+ * which then returns -EMSGSIZE); -EINVAL for a NULL @line or @delim outside
+ * 0-255; -ENOMEM; or an error of weft_recv_buf (-ECONNRESET, -ETIMEDOUT,
+ * -ECANCELED, ...), after which the bytes buffered stay buffered.
  */
 ssize_t weft_reader_until(weft_reader *r, int delim, const char **line);
 /*
@@ -1047,12 +1136,13 @@ ssize_t weft_reader_until(weft_reader *r, int delim, const char **line);
  * Return: @n; 0 if the stream ended before any of them; -ENODATA if it
  * ended after some but before @n (they are dropped); -EMSGSIZE if @n is
  * more than max_buffer (nothing is taken); -EINVAL for a NULL @data or
- * @n of 0; or an error of weft_recv_buf, as weft_reader_until.
+ * @n of 0; -ENOMEM; or an error of weft_recv_buf, as weft_reader_until.
  */
 ssize_t weft_reader_exact(weft_reader *r, size_t n, const char **data);
 /*
  * Bytes received and not yet returned (a server that answers pipelined
  * requests writes its answers out when this is 0, before it waits again).
+ * 0 for a NULL @r.
  */
 size_t weft_reader_buffered(const weft_reader *r);
 /* Free @r and give back any lent buffer; the fd stays open. NULL is a no-op. */

@@ -198,12 +198,14 @@ static const char *not_ours(int err)
 static const char *weft_cause(int err)
 {
 	if (noted(err, "vm.max_map_count"))
-		return "no stack could get a guard page: here each guard page costs two memory "
-		       "mappings (Linux before 6.13, or WEFT_GUARD_MARKERS=off) and "
-		       "vm.max_map_count is nearly used; "
-		       "raise it ('sysctl -w vm.max_map_count=1048576' as root), or set "
-		       "weft_config.stack_guards to the number of guarded stacks wanted (the "
-		       "others go unguarded) or to 0.";
+		return "no stack could get a guard page, and weft_config.stack_guards is "
+		       "WEFT_STACK_GUARDS_ALL (every stack guarded, or none spawned): here each "
+		       "guard page costs two memory mappings (Linux before 6.13, or "
+		       "WEFT_GUARD_MARKERS=off) and vm.max_map_count is nearly used; "
+		       "raise it ('sysctl -w vm.max_map_count=1048576' as root), or leave "
+		       "stack_guards at its default, WEFT_STACK_GUARDS_AUTO (the stacks past the "
+		       "budget go unguarded, with a red zone), or set it to the number of guarded "
+		       "stacks wanted or to 0.";
 	if (noted(err, "weft_loop_run"))
 		return "weft_loop_run was called on another thread than the one that first ran the "
 		       "loop: a loop stays on the thread of its first run (its io_uring ring is "

@@ -224,8 +224,13 @@ static void fiber_init(struct weft_loop *l, struct weft_fiber *f, weft_fn fn, vo
 	weft__runq_push(l, f);
 }
 
-int weft__fiber_spawn_blk(struct weft_loop *l, weft_fn fn, const void *blk, size_t blk_len,
-			  bool detached, struct weft_fiber **out, void **blk_out)
+/*
+ * The spawn of every kind: a stack from pool @pool, @blk_len bytes of @blk
+ * on top of it when @blk_len is not 0 (else @blk is the argument), the
+ * fiber ready to run. Return: as weft__fiber_spawn.
+ */
+static int spawn(struct weft_loop *l, weft_fn fn, const void *blk, size_t blk_len, bool detached,
+		 unsigned pool, struct weft_fiber **out, void **blk_out)
 {
 	if (l->destroying)
 		return -ECANCELED;
@@ -235,7 +240,7 @@ int weft__fiber_spawn_blk(struct weft_loop *l, weft_fn fn, const void *blk, size
 	if (weft__heap_reserve(&l->timers, l->live + 1) < 0)
 		return -ENOMEM;
 
-	struct weft_fiber *f = weft__stack_alloc(&l->stacks);
+	struct weft_fiber *f = weft__stack_alloc(&l->stacks, pool);
 
 	if (!f)
 		return -ENOMEM;
@@ -257,10 +262,39 @@ int weft__fiber_spawn_blk(struct weft_loop *l, weft_fn fn, const void *blk, size
 	return 0;
 }
 
+int weft__fiber_spawn_blk(struct weft_loop *l, weft_fn fn, const void *blk, size_t blk_len,
+			  bool detached, struct weft_fiber **out, void **blk_out)
+{
+	return spawn(l, fn, blk, blk_len, detached, 0, out, blk_out);
+}
+
 int weft__fiber_spawn(struct weft_loop *l, weft_fn fn, void *arg, bool detached,
 		      struct weft_fiber **out)
 {
-	return weft__fiber_spawn_blk(l, fn, arg, 0, detached, out, NULL);
+	return spawn(l, fn, arg, 0, detached, 0, out, NULL);
+}
+
+int weft__fiber_spawn_opts(struct weft_loop *l, weft_fn fn, void *arg, bool detached, unsigned pool,
+			   const char *name, struct weft_fiber **out)
+{
+	struct weft_fiber *f;
+	int rc = spawn(l, fn, arg, 0, detached, pool, &f, NULL);
+
+	if (rc < 0)
+		return rc;
+	if (name)
+		weft__fiber_set_name(f, name); /* before it first runs: nothing switched yet */
+	if (out)
+		*out = f;
+	return 0;
+}
+
+void weft__fiber_set_name(struct weft_fiber *f, const char *name)
+{
+	size_t n = strnlen(name, sizeof(f->name) - 1);
+
+	memcpy(f->name, name, n);
+	f->name[n] = '\0';
 }
 
 void weft__fiber_cancel(struct weft_fiber *f)

@@ -90,6 +90,14 @@ int weft__fiber_spawn(struct weft_loop *l, weft_fn fn, void *arg, bool detached,
 		      struct weft_fiber **out);
 int weft__fiber_spawn_blk(struct weft_loop *l, weft_fn fn, const void *blk, size_t blk_len,
 			  bool detached, struct weft_fiber **out, void **blk_out);
+/*
+ * Spawn with weft_spawn_opts: a stack from pool @pool (weft__stack_pool_for)
+ * and @name (NULL: none). Return: as weft__fiber_spawn.
+ */
+int weft__fiber_spawn_opts(struct weft_loop *l, weft_fn fn, void *arg, bool detached, unsigned pool,
+			   const char *name, struct weft_fiber **out);
+/* Copy @name into @f's name, truncated to 31 bytes. */
+void weft__fiber_set_name(struct weft_fiber *f, const char *name);
 /* The scheduler's half: run the fibers ready now, as one round. */
 void weft__fiber_run_round(struct weft_loop *l);
 /* Mark @f cancelled and run its wait's cancel hook (on @f's loop's thread). */

@@ -25,6 +25,7 @@
 #include "sigwait.h"
 #include "splice.h"
 #include "stack.h"
+#include "stackfault.h"
 #include "workers.h"
 
 #include <stddef.h>
@@ -71,7 +72,7 @@ void weft_config_init(weft_config *cfg)
 	cfg->ring_mode = env_ring_mode();
 	cfg->timer_mode = WEFT_TIMERS_HEAP;
 	cfg->stack_size = 64 * 1024;
-	cfg->stack_guards = WEFT_STACK_GUARDS_ALL;
+	cfg->stack_guards = WEFT_STACK_GUARDS_AUTO;
 	cfg->max_fibers = 4u << 20;
 	cfg->offload_threads = 4;
 	cfg->backend = env_backend();
@@ -98,7 +99,7 @@ static int check_config(weft_config *c)
 		return -EINVAL;
 	if (c->ring_mode > WEFT_RING_PLAIN || c->timer_mode > WEFT_TIMERS_KERNEL)
 		return -EINVAL;
-	if (c->stack_size == 0 || c->stack_size > ((size_t)1 << 30) || c->max_fibers == 0)
+	if (c->stack_size == 0 || c->stack_size > WEFT_STACK_SIZE_MAX || c->max_fibers == 0)
 		return -EINVAL;
 	if (c->offload_threads == 0 || c->offload_threads > 1024 || c->backend > WEFT_BACKEND_EPOLL)
 		return -EINVAL;
@@ -152,7 +153,8 @@ static bool is_op_list(const char *s)
  * WEFT_BACKEND, WEFT_WAKE, WEFT_DISABLE_OPS, WEFT_GUARD_MARKERS,
  * WEFT_POLL_FIRST, WEFT_MULTISHOT_ACCEPT, WEFT_MULTISHOT_RECV): a value
  * weft does not understand is refused rather than ignored, so that a typo
- * does not silently change nothing.
+ * does not silently change nothing; a WEFT_* name weft does not read gets
+ * one warning line per process.
  */
 static int check_env(void)
 {
@@ -280,7 +282,7 @@ int weft_loop_create(weft_loop **out, const weft_config *cfg)
 	if (rc < 0)
 		goto out_free;
 	weft__stacks_init(&l->stacks, &l->cfg);
-	l->stats.stack_size = l->stacks.slot;
+	l->stats.stack_size = l->stacks.pools[0].slot;
 	weft__stack_segv_install();
 	*out = l;
 	return 0;
@@ -484,6 +486,7 @@ static void fill_stats(weft_loop *l, weft_stats *out)
 	out->stacks = l->stacks.mapped;
 	out->stacks_guarded = l->stacks.guarded;
 	out->stacks_trimmed = l->stacks.trimmed;
+	out->stacks_unguarded = l->stacks.unguarded;
 	out->timers = l->timers.len;
 	l->be->stats(l, out);
 }

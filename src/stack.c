@@ -2,11 +2,13 @@
 /*
  * The stack pool: fiber stacks come in slabs (one mmap each, growing
  * geometrically) and are reused last in, first out through a free list, so
- * the stack a fiber gets is the one most recently warm. A slab's fiber
- * control blocks live in a separate array, never in a stack slot: an
- * overflow can reach memory below its stack, never another fiber's saved
- * registers. The invariant: a stack on the free list belongs to no fiber and
- * no SQE.
+ * the stack a fiber gets is the one most recently warm. There is one pool
+ * for the loop's stack_size and one per size class of weft_spawn_opts
+ * (one page << k), each with its own slabs and free list; a stack goes back
+ * to the pool it came from. A slab's fiber control blocks live in a
+ * separate array, never in a stack slot: an overflow can reach memory below
+ * its stack, never another fiber's saved registers. The invariant: a stack
+ * on a free list belongs to no fiber and no SQE.
  *
  * Overflow detection (the rule the header states for stack_guards):
  *   - Guard pages. Every stack gets one unless stack_guards is 0. On Linux
@@ -15,10 +17,12 @@
  *     installed 1024 at a time with process_madvise(). On older kernels a
  *     guard page is an mprotect()ed page that splits the mapping in two, so
  *     guards are limited by a budget taken from vm.max_map_count (see
- *     map_budget); past it weft_spawn fails -ENOMEM unless the program set a
- *     number of guards, in which case the stacks past that number go
- *     unguarded by its choice. A fault in a guard page is reported naming
- *     the fiber.
+ *     map_budget), shared by every pool. Past it: with
+ *     WEFT_STACK_GUARDS_ALL weft_spawn fails -ENOMEM; with the default
+ *     (WEFT_STACK_GUARDS_AUTO) the later stacks go unguarded, counted in
+ *     unguarded and said once per process on stderr; with a number N the
+ *     stacks past N go unguarded by the program's choice. A fault in a
+ *     guard page is reported naming the fiber (stackfault.c).
  *   - Red zones. An unguarded stack has REDZONE bytes of a canary just below
  *     it, checked with the stack pointer at every switch away from it. The
  *     red zone lies in the top page of the slot below (or a page of its own
@@ -35,11 +39,11 @@
  *     which a guard marker would break up.
  *
  * Memory: a stack costs the pages its fiber touched. The TRIM_WARM stacks
- * freed most recently keep them; once more than TRIM_WARM + TRIM_BATCH freed
- * stacks hold pages below their top page, the oldest are trimmed back to
- * their top page with MADV_DONTNEED (batched through process_madvise where
- * the kernel takes it), so a burst of deep fibers does not hold its memory
- * for ever.
+ * freed most recently (of any pool) keep them; once more than TRIM_WARM +
+ * TRIM_BATCH freed stacks hold pages below their top page, the oldest are
+ * trimmed back to their top page with MADV_DONTNEED (batched through
+ * process_madvise where the kernel takes it), so a burst of deep fibers
+ * does not hold its memory for ever.
  *
  * Page costs (bench_fibercost measures them in one run): the first touch
  * of a fresh 4 KiB page costs 1.4-2 us here, most of it the kernel zeroing
@@ -56,8 +60,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -82,23 +85,39 @@
 #define TRIM_BATCH 256	       /* cold stacks trimmed together */
 #define HUGE ((size_t)2 << 20) /* a transparent huge page on x86-64 and 4K-page aarch64 */
 #define MAX_SLAB 4096
+#define CLASS_SLAB_BYTES ((size_t)256 << 20) /* a size class's largest slab, in bytes */
 
 static size_t round_up(size_t v, size_t to)
 {
 	return (v + to - 1) / to * to;
 }
 
+/* A pool of @slot-byte stacks whose slabs hold at most @max_slab stacks. */
+static void pool_init(struct weft__stackpool *p, size_t slot, size_t max_slab)
+{
+	p->slot = slot;
+	p->max_slab = max_slab < 1 ? 1 : max_slab;
+	p->next_slab = FIRST_SLAB < p->max_slab ? FIRST_SLAB : p->max_slab;
+}
+
 void weft__stacks_init(struct weft__stacks *s, const weft_config *cfg)
 {
 	memset(s, 0, sizeof(*s));
 	s->page = (size_t)sysconf(_SC_PAGESIZE);
-	s->slot = round_up(cfg->stack_size, s->page);
-	if (s->slot < 1024 + REDZONE)
-		s->slot = round_up(1024 + REDZONE, s->page);
+
+	size_t slot = round_up(cfg->stack_size, s->page);
+
+	if (slot < 1024 + REDZONE)
+		slot = round_up(1024 + REDZONE, s->page);
+	pool_init(&s->pools[0], slot, MAX_SLAB);
+	/* The classes' slabs stay under CLASS_SLAB_BYTES: a 1 GiB class maps one stack at a time.
+	 */
+	for (size_t k = 0; k < WEFT__STACK_CLASSES; k++)
+		pool_init(&s->pools[1 + k], s->page << k, CLASS_SLAB_BYTES / (s->page << k));
 	s->guards_wanted = cfg->stack_guards > 0;
 	s->guards_all = cfg->stack_guards == WEFT_STACK_GUARDS_ALL;
-	s->guards_left = cfg->stack_guards;
-	s->next_slab = FIRST_SLAB;
+	s->guards_auto = cfg->stack_guards == WEFT_STACK_GUARDS_AUTO;
+	s->guards_left = s->guards_all || s->guards_auto ? SIZE_MAX : cfg->stack_guards;
 	s->iov = malloc(BATCH * sizeof(*s->iov));
 	s->batch = s->iov != NULL;
 	s->markers = true; /* until the first slab's probe says otherwise */
@@ -109,6 +128,29 @@ void weft__stacks_init(struct weft__stacks *s, const weft_config *cfg)
 	const char *env = getenv("WEFT_GUARD_MARKERS");
 
 	s->markers_off = env && !strcmp(env, "off");
+}
+
+/*
+ * The pool for stacks of @size bytes (weft_spawn_opts.stack_size): 0 and the
+ * loop's own size (in whole pages) are pool 0; any other size goes to the
+ * class of the next power of two of pages. Return: the pool's index, or
+ * -EINVAL past WEFT_STACK_SIZE_MAX.
+ */
+int weft__stack_pool_for(const struct weft__stacks *s, size_t size)
+{
+	if (size > WEFT_STACK_SIZE_MAX)
+		return -EINVAL;
+	if (size == 0 || round_up(size, s->page) == s->pools[0].slot)
+		return 0;
+
+	size_t pages = round_up(size, s->page) / s->page;
+	int k = 0;
+
+	while (((size_t)1 << k) < pages)
+		k++;
+	/* pages <= 2^30 / page, so the class is at most WEFT_STACK_SIZE_MAX too. */
+	assert(k < WEFT__STACK_CLASSES);
+	return 1 + k;
 }
 
 /*
@@ -170,10 +212,12 @@ static int advise_each(struct weft__stacks *s, char *base, size_t count, size_t 
 	return 0;
 }
 
-/* Carve the @count stacks of @slab (at @base) and push them on the free list. */
-static void carve(struct weft__stacks *s, struct weft__slab *slab, char *base, size_t slot,
-		  bool guarded)
+/* Carve the @count stacks of @slab (at @base), of pool @pool, and push them on its free list. */
+static void carve(struct weft__stacks *s, unsigned pool, struct weft__slab *slab, char *base,
+		  size_t slot, bool guarded)
 {
+	struct weft__stackpool *p = &s->pools[pool];
+
 	for (size_t i = slab->count; i-- > 0;) {
 		struct weft_fiber *f = &slab->fibers[i];
 		char *lo = base + i * slot;
@@ -186,12 +230,13 @@ static void carve(struct weft__stacks *s, struct weft__slab *slab, char *base, s
 		f->stack_lo = lo;
 		f->stack_top = end;
 		f->guarded = guarded;
+		f->pool = (uint8_t)pool;
 		f->vg_id = weft__vg_stack_register(lo, end);
 		if (!guarded) /* in the page below, which is touched anyway */
 			for (size_t w = 0; w < REDZONE / 8; w++)
 				((uint64_t *)lo)[-1 - (ptrdiff_t)w] = s->canary;
-		f->next = s->free;
-		s->free = f;
+		f->next = p->free;
+		p->free = f;
 	}
 }
 
@@ -246,7 +291,8 @@ static long maps_in_use(struct weft__stacks *s)
  * How many more stacks may get an mprotect()ed guard page: each costs two
  * mappings (the guard splits the slab), and weft leaves the program an
  * eighth of vm.max_map_count (at least 4096) for its own mappings, of which
- * a stock kernel allows 65530: about 26,000 guarded stacks in all.
+ * a stock kernel allows 65530: about 28,000 guarded stacks in all (28,628
+ * measured here, with WEFT_GUARD_MARKERS=off).
  */
 static size_t map_budget(struct weft__stacks *s)
 {
@@ -271,6 +317,80 @@ static int install_guards(struct weft__stacks *s, char *base, size_t count, size
 	return 0;
 }
 
+/* ---- telling a person, without printf (this may run on a one-page stack) ---- */
+
+/* Append @str to the text at *@p, up to @end (one byte is kept for the NUL). */
+static void cat(char **p, char *end, const char *str)
+{
+	while (*str && *p < end - 1)
+		*(*p)++ = *str++;
+	**p = '\0';
+}
+
+static void cat_uint(char **p, char *end, uint64_t v)
+{
+	char buf[24];
+	char *d = buf + sizeof(buf);
+
+	*--d = '\0';
+	do {
+		*--d = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	cat(p, end, d);
+}
+
+/*
+ * The one line, once per process, that says the default config went past
+ * the guard budget: what, why, and the two ways out. One write(2), so it
+ * stays one line among other threads' output.
+ */
+static void say_unguarded_once(const struct weft__stacks *s)
+{
+	static atomic_flag said = ATOMIC_FLAG_INIT;
+	static char line[640];
+	char *p = line;
+	char *end = line + sizeof(line);
+	long max = read_long("/proc/sys/vm/max_map_count");
+
+	if (atomic_flag_test_and_set(&said))
+		return;
+	cat(&p, end, "weft: no memory mappings left for guard pages after ");
+	cat_uint(&p, end, s->guarded);
+	cat(&p, end,
+	    " guarded fiber stacks: before Linux 6.13 each guard page costs two "
+	    "mappings, and vm.max_map_count is ");
+	cat_uint(&p, end, max > 0 ? (uint64_t)max : 0);
+	cat(&p, end,
+	    "; further stacks have no guard page, only a red zone checked at each "
+	    "switch (counted in weft_stats.stacks_unguarded); raise the limit "
+	    "('sysctl -w vm.max_map_count=1048576' as root), or set "
+	    "weft_config.stack_guards = WEFT_STACK_GUARDS_ALL to make weft_spawn fail "
+	    "-ENOMEM instead\n");
+
+	ssize_t rc = write(STDERR_FILENO, line, (size_t)(p - line));
+
+	(void)rc;
+}
+
+/*
+ * No guard page is left in the map-count budget (or the kernel refused
+ * one): -ENOMEM with WEFT_STACK_GUARDS_ALL; else the stacks from here on
+ * are unguarded (*@guarded false), and with the default that is said once.
+ */
+static int past_budget(struct weft__stacks *s, bool *guarded)
+{
+	if (s->guards_all) {
+		weft__explain_note("vm.max_map_count", -ENOMEM);
+		return -ENOMEM;
+	}
+	*guarded = false;
+	s->guards_spent = true;
+	if (s->guards_auto)
+		say_unguarded_once(s);
+	return 0;
+}
+
 /*
  * Whether the next slab is guarded, and at most how many stacks it may
  * hold: the rule of weft_config.stack_guards. -ENOMEM when every stack must
@@ -281,22 +401,16 @@ static int plan_guards(struct weft__stacks *s, bool *guarded, size_t *count)
 	size_t budget;
 
 	*guarded = false;
-	if (!s->guards_wanted)
-		return 0;
+	if (!s->guards_wanted || s->guards_left == 0)
+		return 0; /* stack_guards 0, or past the number the program asked for */
 	*guarded = true;
 	if (s->markers)
 		return 0;
-	budget = map_budget(s);
-	if (!s->guards_all && budget > s->guards_left)
+	budget = s->guards_spent ? 0 : map_budget(s);
+	if (budget > s->guards_left)
 		budget = s->guards_left;
-	if (budget == 0) {
-		if (s->guards_all) {
-			weft__explain_note("vm.max_map_count", -ENOMEM);
-			return -ENOMEM;
-		}
-		*guarded = false; /* past the number the program asked for */
-		return 0;
-	}
+	if (budget == 0)
+		return past_budget(s, guarded);
 	if (*count > budget)
 		*count = budget;
 	return 0;
@@ -334,29 +448,37 @@ static char *map_slab(struct weft__stacks *s, size_t count, size_t slot, bool hu
 	return map;
 }
 
-/* Account a slab that was mapped and guarded, and carve its stacks. */
-static void add_slab(struct weft__stacks *s, struct weft__slab *slab, size_t slot, bool guarded,
-		     bool huge)
+/* Account a slab of pool @pool that was mapped and guarded, and carve its stacks. */
+static void add_slab(struct weft__stacks *s, unsigned pool, struct weft__slab *slab, size_t slot,
+		     bool guarded, bool huge)
 {
+	struct weft__stackpool *p = &s->pools[pool];
 	char *base = slab->base + 2 * s->page;
 
-	slab->next = s->slabs;
-	s->slabs = slab;
+	slab->next = p->slabs;
+	p->slabs = slab;
 	s->mapped += slab->count;
 	if (guarded) {
-		if (!s->markers && !s->guards_all)
+		if (!s->markers && !s->guards_all && !s->guards_auto)
 			s->guards_left -= slab->count;
 		s->guarded += slab->count;
+	} else if (s->guards_wanted && s->guards_spent) {
+		/* Wanted a guard, got none: up to the number asked for (all, by default). */
+		size_t n = slab->count < s->guards_left ? slab->count : s->guards_left;
+
+		s->unguarded += n;
+		if (!s->guards_auto)
+			s->guards_left -= n;
 	}
 	do
-		s->next_slab *= 2;
-	while (s->next_slab <= slab->count && s->next_slab < MAX_SLAB);
-	if (s->next_slab > MAX_SLAB)
-		s->next_slab = MAX_SLAB;
+		p->next_slab *= 2;
+	while (p->next_slab <= slab->count && p->next_slab < p->max_slab);
+	if (p->next_slab > p->max_slab)
+		p->next_slab = p->max_slab;
 	/* One fault per 2 MiB instead of one per stack; else THP is off here: no more aligning. */
 	if (!huge || madvise(base, slab->count * slot, MADV_HUGEPAGE) != 0)
 		s->thp = s->thp && !huge;
-	carve(s, slab, base, slot, guarded);
+	carve(s, pool, slab, base, slot, guarded);
 }
 
 /*
@@ -369,27 +491,27 @@ static int guards_refused(struct weft__stacks *s)
 		s->markers = false; /* refused after the probe (seccomp?): use mprotect */
 		return -EAGAIN;
 	}
-	if (!s->guards_all && s->guards_left > 0) {
-		/* The map count ran out before the number the program asked for. */
-		s->guards_left = 0;
+	if (!s->guards_all) {
+		/* The map count ran out before the budget said: plan_guards goes past it. */
+		s->guards_spent = true;
 		return -EAGAIN;
 	}
 	weft__explain_note("vm.max_map_count", -ENOMEM);
 	return -ENOMEM;
 }
 
-/* One try at a new slab. Return: 0, -ENOMEM, or -EAGAIN (plan the guards again). */
-static int grow_once(struct weft__stacks *s)
+/* One try at a new slab for pool @pool. Return: 0, -ENOMEM, or -EAGAIN (plan again). */
+static int grow_once(struct weft__stacks *s, unsigned pool)
 {
 	bool guarded;
-	size_t count = s->next_slab;
+	size_t count = s->pools[pool].next_slab;
 	size_t len;
 	int rc = plan_guards(s, &guarded, &count);
 
 	if (rc < 0)
 		return rc;
 
-	size_t slot = s->slot + (guarded ? s->page : 0);
+	size_t slot = s->pools[pool].slot + (guarded ? s->page : 0);
 	bool huge = !guarded && slot == s->page && s->thp;
 
 	if (huge)
@@ -413,7 +535,7 @@ static int grow_once(struct weft__stacks *s)
 		goto out_free;
 	}
 	*slab = (struct weft__slab){ .base = map, .len = len, .count = count, .fibers = fibers };
-	add_slab(s, slab, slot, guarded, huge);
+	add_slab(s, pool, slab, slot, guarded, huge);
 	return 0;
 
 out_free:
@@ -424,52 +546,47 @@ out_free:
 	return rc;
 }
 
-/* Map a new slab; -ENOMEM if the kernel refuses. */
-static int grow(struct weft__stacks *s)
+/* Map a new slab for pool @pool; -ENOMEM if the kernel refuses. */
+static int grow(struct weft__stacks *s, unsigned pool)
 {
 	int rc;
 
 	if (!s->probed)
 		probe_markers(s);
 	/* Each retry has one way fewer to guard the stacks: it ends. */
-	while ((rc = grow_once(s)) == -EAGAIN)
+	while ((rc = grow_once(s, pool)) == -EAGAIN)
 		;
 	return rc;
 }
 
 /*
- * Take a stack from the pool, the one freed last. Its control block is
- * zeroed except for the stack bounds, the guard flag and the valgrind id.
- * NULL when out of memory.
+ * Take a stack from pool @pool, the one freed last. Its control block is
+ * zeroed (its name too) except for the stack bounds, the guard flag, the
+ * pool and the valgrind id. NULL when out of memory.
  */
-struct weft_fiber *weft__stack_alloc(struct weft__stacks *s)
+struct weft_fiber *weft__stack_alloc(struct weft__stacks *s, unsigned pool)
 {
-	if (WEFT__UNLIKELY(!s->free) && grow(s) < 0)
+	struct weft__stackpool *p = &s->pools[pool];
+
+	assert(pool < sizeof(s->pools) / sizeof(s->pools[0]));
+	if (WEFT__UNLIKELY(!p->free) && grow(s, pool) < 0)
 		return NULL;
 
-	struct weft_fiber *f = s->free;
+	struct weft_fiber *f = p->free;
 
-	s->free = f->next;
-	assert(f->state == WEFT__FIBER_FREE);
+	p->free = f->next;
+	assert(f->state == WEFT__FIBER_FREE && f->pool == pool);
 	if (f->cold) {
 		weft__list_del(&f->all);
 		s->cold_count--;
 	}
-	char *lo = f->stack_lo;
-	char *top = f->stack_top;
-	unsigned vg_id = f->vg_id;
-	bool guarded = f->guarded;
-
+	/* Everything below stack_lo; the stack's own fields after it survive reuse. */
 	memset(f, 0, offsetof(struct weft_fiber, stack_lo));
-	f->stack_lo = lo;
-	f->stack_top = top;
-	f->vg_id = vg_id;
-	f->guarded = guarded;
 	f->cold = false;
 	f->asan_fake = NULL;
-	weft__asan_unpoison(lo, (size_t)(top - lo));
+	weft__asan_unpoison(f->stack_lo, (size_t)(f->stack_top - f->stack_lo));
 #if WEFT_STACK_CENSUS
-	memset(lo, 0xa5, (size_t)(top - lo));
+	memset(f->stack_lo, 0xa5, (size_t)(f->stack_top - f->stack_lo));
 #endif
 	return f;
 }
@@ -504,13 +621,15 @@ static void trim_cold(struct weft__stacks *s)
 	}
 }
 
-/* Give a stack back. Its fiber must be DONE and owe the kernel nothing. */
+/* Give a stack back to its pool. Its fiber must be DONE and owe the kernel nothing. */
 void weft__stack_free(struct weft__stacks *s, struct weft_fiber *f)
 {
+	struct weft__stackpool *p = &s->pools[f->pool];
+
 	assert(f->state == WEFT__FIBER_DONE);
 	f->state = WEFT__FIBER_FREE;
-	f->next = s->free;
-	s->free = f;
+	f->next = p->free;
+	p->free = f;
 	if (s->iov && below_top_page(s, f) > 0) {
 		/* Newest last: trimming starts from the stacks freed longest ago. */
 		f->cold = true;
@@ -520,9 +639,10 @@ void weft__stack_free(struct weft__stacks *s, struct weft_fiber *f)
 	}
 }
 
-void weft__stacks_fini(struct weft__stacks *s)
+/* Unmap every slab of @p. */
+static void pool_fini(struct weft__stackpool *p)
 {
-	struct weft__slab *slab = s->slabs;
+	struct weft__slab *slab = p->slabs;
 
 	while (slab) {
 		struct weft__slab *next = slab->next;
@@ -543,12 +663,40 @@ void weft__stacks_fini(struct weft__stacks *s)
 		free(slab);
 		slab = next;
 	}
-	s->slabs = NULL;
-	s->free = NULL;
+	p->slabs = NULL;
+	p->free = NULL;
+}
+
+void weft__stacks_fini(struct weft__stacks *s)
+{
+	for (size_t i = 0; i < sizeof(s->pools) / sizeof(s->pools[0]); i++)
+		pool_fini(&s->pools[i]);
 	weft__list_init(&s->cold);
 	s->cold_count = 0;
 	free(s->iov);
 	s->iov = NULL;
+}
+
+/*
+ * Abort for an overflow of @f's stack: @what happened; the message names
+ * the fiber (and its name, if it has one) and the size to raise.
+ */
+static _Noreturn void overflowed(const struct weft_fiber *f, const char *what)
+{
+	static char msg[256];
+	char *p = msg;
+	char *end = msg + sizeof(msg);
+
+	cat(&p, end, "stack overflow: ");
+	cat(&p, end, what);
+	if (f->name[0]) {
+		cat(&p, end, " (fiber \"");
+		cat(&p, end, f->name);
+		cat(&p, end, "\")");
+	}
+	cat(&p, end,
+	    f->pool ? "; raise its weft_spawn_opts.stack_size" : "; raise weft_config.stack_size");
+	WEFT__BUG(f, msg);
 }
 
 /*
@@ -567,153 +715,9 @@ void weft__stack_check(const struct weft__stacks *s, const struct weft_fiber *f)
 		for (size_t w = 0; w < REDZONE / 8; w++)
 			diff |= rz[w] ^ s->canary;
 	if (WEFT__UNLIKELY(diff))
-		WEFT__BUG(f, "stack overflow: the red zone below its stack was overwritten; "
-			     "raise weft_config.stack_size");
+		overflowed(f, "the red zone below its stack was overwritten");
 	if (WEFT__UNLIKELY(sp < f->stack_lo || sp > f->stack_top))
-		WEFT__BUG(f, "stack overflow: the stack pointer left its stack; "
-			     "raise weft_config.stack_size");
-}
-
-/* ---- reporting a fault in a guard page ---------------------------------- */
-
-static struct sigaction old_segv;
-
-static void put_str(const char *s)
-{
-	ssize_t rc = write(STDERR_FILENO, s, strlen(s));
-
-	(void)rc;
-}
-
-static void put_uint(uint64_t v)
-{
-	char buf[24];
-	char *p = buf + sizeof(buf);
-
-	*--p = '\0';
-	do {
-		*--p = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	put_str(p);
-}
-
-/*
- * SIGSEGV on the alternate stack: if the address is just below the running
- * fiber's stack, name the fiber and abort. Any other fault belongs to the
- * handler that was there before weft's: call it; if that was the default
- * action (or SIG_IGN, which cannot ignore a fault), put it back and return,
- * so the fault repeats and takes its normal course.
- */
-static void segv_handler(int sig, siginfo_t *si, void *uctx)
-{
-	struct weft_loop *l = weft__tls_loop;
-	struct weft_fiber *f = l ? l->cur : NULL;
-	char *addr = si->si_addr;
-
-	if (f && addr < f->stack_lo && addr >= f->stack_lo - 64 * 1024) {
-		put_str("weft: fiber ");
-		put_uint(f->id);
-		put_str(" overflowed its stack of ");
-		put_uint((uint64_t)(f->stack_top - f->stack_lo));
-		put_str(f->guarded ? " bytes (fault in the guard page below it)"
-				   : " bytes (fault below it; it has no guard page)");
-		put_str("; raise weft_config.stack_size\n");
-		abort();
-	}
-	if (old_segv.sa_flags & SA_SIGINFO) {
-		old_segv.sa_sigaction(sig, si, uctx);
-		return;
-	}
-	if (old_segv.sa_handler != SIG_DFL && old_segv.sa_handler != SIG_IGN) {
-		old_segv.sa_handler(sig);
-		return;
-	}
-	sigaction(SIGSEGV, &old_segv, NULL);
-}
-
-static bool segv_is_ours(const struct sigaction *sa)
-{
-	return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == segv_handler;
-}
-
-/* Loops alive in the process: the handler stays installed while there is one. */
-static pthread_mutex_t segv_mu = PTHREAD_MUTEX_INITIALIZER;
-static unsigned long segv_users;
-
-/* Each thread's alternate signal stack, freed when the thread exits. */
-static pthread_key_t altstack_key;
-static pthread_once_t altstack_once = PTHREAD_ONCE_INIT;
-
-static void altstack_free(void *mem)
-{
-	stack_t ss = { .ss_flags = SS_DISABLE };
-	stack_t cur;
-
-	/* Only if it is still ours: a program may have put its own since. */
-	if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == mem && !(cur.ss_flags & SS_ONSTACK))
-		sigaltstack(&ss, NULL);
-	free(mem);
-}
-
-static void altstack_key_make(void)
-{
-	(void)pthread_key_create(&altstack_key, altstack_free);
-}
-
-/*
- * At loop creation: install the guard-page reporter in front of whatever
- * SIGSEGV handler the process has (it is chained to, see segv_handler), and
- * an alternate signal stack on this thread if it has none (the handler
- * cannot run on the stack that just overflowed).
- */
-void weft__stack_segv_install(void)
-{
-	struct sigaction cur;
-	stack_t ss;
-
-	pthread_mutex_lock(&segv_mu);
-	segv_users++;
-	if (sigaction(SIGSEGV, NULL, &cur) == 0 && !segv_is_ours(&cur)) {
-		struct sigaction sa;
-
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_sigaction = segv_handler;
-		sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-		sigemptyset(&sa.sa_mask);
-		old_segv = cur;
-		(void)sigaction(SIGSEGV, &sa, NULL);
-	}
-	pthread_mutex_unlock(&segv_mu);
-
-	pthread_once(&altstack_once, altstack_key_make);
-	if (pthread_getspecific(altstack_key) || sigaltstack(NULL, &ss) != 0 ||
-	    !(ss.ss_flags & SS_DISABLE))
-		return;
-
-	size_t size = 64 * 1024;
-	void *mem = malloc(size);
-
-	if (!mem)
-		return;
-	ss = (stack_t){ .ss_sp = mem, .ss_size = size, .ss_flags = 0 };
-	if (sigaltstack(&ss, NULL) != 0 || pthread_setspecific(altstack_key, mem) != 0) {
-		ss.ss_flags = SS_DISABLE;
-		sigaltstack(&ss, NULL);
-		free(mem);
-	}
-}
-
-/* At loop destruction: the last loop of the process puts the old handler back. */
-void weft__stack_segv_release(void)
-{
-	struct sigaction cur;
-
-	pthread_mutex_lock(&segv_mu);
-	if (segv_users > 0 && --segv_users == 0 && sigaction(SIGSEGV, NULL, &cur) == 0 &&
-	    segv_is_ours(&cur))
-		(void)sigaction(SIGSEGV, &old_segv, NULL);
-	pthread_mutex_unlock(&segv_mu);
+		overflowed(f, "the stack pointer left its stack");
 }
 
 #if WEFT_STACK_CENSUS
@@ -737,6 +741,8 @@ void weft__census_record(struct weft_loop *l, const struct weft_fiber *f)
 			continue;
 		l->census[i].fn = f->fn;
 		l->census[i].fibers++;
+		if ((size_t)(f->stack_top - f->stack_lo) > l->census[i].size)
+			l->census[i].size = (size_t)(f->stack_top - f->stack_lo);
 		if (used > l->census[i].deepest)
 			l->census[i].deepest = used;
 		return;
@@ -749,6 +755,6 @@ void weft__census_report(struct weft_loop *l)
 		fprintf(stderr,
 			"weft census: fn %p: %llu fibers, deepest stack use %zu of %zu bytes\n",
 			(void *)(uintptr_t)l->census[i].fn, (unsigned long long)l->census[i].fibers,
-			l->census[i].deepest, l->stacks.slot);
+			l->census[i].deepest, l->census[i].size);
 }
 #endif

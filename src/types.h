@@ -179,12 +179,14 @@ struct weft_fiber {
 	struct weft__hnode timer; /* in the loop's timer heap while parked with a deadline */
 	int64_t deadline;	  /* absolute ns or WEFT_FOREVER */
 	struct weft__wait *wait;  /* what it is parked on, while PARKED */
-	char *stack_lo;		  /* lowest usable byte (a guard page or red zone below) */
-	char *stack_top;	  /* first byte above the usable stack */
-	void *asan_fake;	  /* ASan fake stack saved across a switch */
-	unsigned vg_id;		  /* valgrind stack id; survives reuse */
-	bool guarded;		  /* a guard page lies below stack_lo, else a red zone */
-	bool cold;		  /* free, on the stacks' cold list through all */
+	char name[32];	 /* weft_set_name's, NUL-terminated; "" if none (zeroed at spawn) */
+	char *stack_lo;	 /* lowest usable byte (a guard page or red zone below) */
+	char *stack_top; /* first byte above the usable stack */
+	void *asan_fake; /* ASan fake stack saved across a switch */
+	unsigned vg_id;	 /* valgrind stack id; survives reuse */
+	bool guarded;	 /* a guard page lies below stack_lo, else a red zone */
+	bool cold;	 /* free, on the stacks' cold list through all */
+	uint8_t pool;	 /* its stack's pool: 0 the loop's size, else a size class */
 	/* Joining (remote.c), from this loop or another of its pool; reset at spawn. */
 	_Atomic(struct weft_fiber *) claim;    /* the one fiber joining it */
 	_Atomic bool exited;		       /* returned: result may be read */
@@ -204,19 +206,35 @@ struct weft__slab {
 	struct weft_fiber *fibers; /* the control blocks of its stacks */
 };
 
+/*
+ * Stack pools: pools[0] holds stacks of the loop's stack_size, pools[1 + k]
+ * those of a weft_spawn_opts size class, one page << k (a power of two of
+ * pages, up to WEFT_STACK_SIZE_MAX). A stack goes back to the pool it came
+ * from (weft_fiber.pool).
+ */
+#define WEFT__STACK_CLASSES 19
+
+struct weft__stackpool {
+	size_t slot;		  /* bytes per stack slot, a page multiple */
+	size_t next_slab;	  /* stacks in the next slab (grows geometrically) */
+	size_t max_slab;	  /* most stacks a slab of this pool holds */
+	struct weft__slab *slabs; /* its slabs, newest first */
+	struct weft_fiber *free;  /* fibers ready for reuse, last freed first */
+};
+
 struct weft__stacks {
-	size_t slot;		/* bytes per stack slot, a page multiple */
+	struct weft__stackpool pools[1 + WEFT__STACK_CLASSES];
 	size_t page;		/* page size */
 	size_t guards_left;	/* stacks that may still get an mprotect()ed guard page */
-	bool guards_all;	/* stack_guards is WEFT_STACK_GUARDS_ALL */
+	bool guards_all;	/* stack_guards is WEFT_STACK_GUARDS_ALL: -ENOMEM past the budget */
+	bool guards_auto;	/* WEFT_STACK_GUARDS_AUTO: unguarded past the budget, said once */
+	bool guards_spent;	/* the map-count budget ran out: no more mprotect()ed guards */
 	struct weft__list cold; /* freed stacks holding pages below the top one, oldest first */
 	size_t cold_count;
 	uint64_t trimmed; /* stacks trimmed back to their top page */
-	size_t next_slab; /* stacks in the next slab (grows geometrically) */
-	struct weft__slab *slabs;
-	struct weft_fiber *free; /* fibers ready for reuse */
 	uint64_t mapped;
 	uint64_t guarded;
+	uint64_t unguarded; /* stacks meant to be guarded that the map-count budget left without */
 	uint64_t canary;    /* fills the red zones, checked at every switch */
 	bool markers;	    /* MADV_GUARD_INSTALL works on this kernel (6.13) */
 	bool markers_off;   /* WEFT_GUARD_MARKERS=off: mprotect even where markers work */
@@ -289,6 +307,7 @@ struct weft_loop {
 	struct {
 		weft_fn fn;	 /* spawn site, as the fiber's function */
 		size_t deepest;	 /* most stack bytes touched */
+		size_t size;	 /* the largest stack it had, in bytes */
 		uint64_t fibers; /* fibers measured */
 	} census[32];
 #endif

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Fibers: spawn, join, detach, yield order, cancel, -EPERM, limits, overflow. */
+/*
+ * Fibers: spawn, join, detach, yield order, cancel, -EPERM, limits, overflow,
+ * guard pages past the map-count budget.
+ */
 #define _GNU_SOURCE
 #include "helpers.h"
 
@@ -477,6 +480,12 @@ static int overflow_then_yield(void *arg)
 	return use_stack(20, 1); /* ~21 KiB on a 16 KiB stack, then a switch */
 }
 
+static int overflow_deep_then_yield(void *arg)
+{
+	(void)arg;
+	return use_stack(80, 1); /* ~85 KiB on a 64 KiB stack, then a switch */
+}
+
 static int spawn_overflow_then_yield(void *arg)
 {
 	weft_fiber *f;
@@ -517,7 +526,7 @@ static void child_overflow_canary(void)
 
 static void assert_overflow_reported(void (*child)(void), const char *how)
 {
-	char err[4096];
+	static char err[1 << 20]; /* an ASan report of 80 frames, read whole: no SIGPIPE */
 	int status;
 
 	if (getenv("WEFT_TEST_VALGRIND"))
@@ -736,17 +745,22 @@ static void test_freed_stacks_give_their_pages_back(void **state)
 
 /* ---- guards on kernels without guard markers ------------------------------- */
 
+#define UNGUARDED_LINE "weft: no memory mappings left for guard pages"
+
 static void child_guard_budget(void)
 {
+	weft_config cfg;
 	weft_stats st;
 	int rc = 0;
 	int n;
 
 	setenv("WEFT_GUARD_MARKERS", "off", 1);
-	n = t_run_cfg(NULL, spawn_until_refused, &rc, &st);
-	fprintf(stderr, "n=%d rc=%d stacks=%llu guarded=%llu\n%s\n", n, rc,
+	weft_config_init(&cfg);
+	cfg.stack_guards = WEFT_STACK_GUARDS_ALL; /* all or nothing, asked for */
+	n = t_run_cfg(&cfg, spawn_until_refused, &rc, &st);
+	fprintf(stderr, "n=%d rc=%d stacks=%llu guarded=%llu unguarded=%llu\n%s\n", n, rc,
 		(unsigned long long)st.stacks, (unsigned long long)st.stacks_guarded,
-		weft_loop_explain(rc));
+		(unsigned long long)st.stacks_unguarded, weft_loop_explain(rc));
 	_exit(0);
 }
 
@@ -754,19 +768,180 @@ static void test_guards_past_the_map_count_budget_fail_enomem_not_silently(void 
 {
 	char err[4096];
 	int n = -1, rc = 0;
-	unsigned long long stacks = 0, guarded = 1;
+	unsigned long long stacks = 0, guarded = 1, unguarded = 1;
 
 	(void)state;
 	if (t_under_valgrind())
 		skip(); /* tens of thousands of mprotect()s */
 	assert_int_equal(t_fork(child_guard_budget, err, sizeof(err)), 0);
 	print_message("child: %s", err);
-	assert_int_equal(
-	    sscanf(err, "n=%d rc=%d stacks=%llu guarded=%llu", &n, &rc, &stacks, &guarded), 4);
+	assert_int_equal(sscanf(err, "n=%d rc=%d stacks=%llu guarded=%llu unguarded=%llu", &n, &rc,
+				&stacks, &guarded, &unguarded),
+			 5);
 	assert_int_equal(rc, -ENOMEM);
 	assert_true(n > 1000); /* tens of thousands on a stock vm.max_map_count */
 	assert_true(guarded == stacks);
+	assert_int_equal(unguarded, 0);
 	assert_non_null(strstr(err, "vm.max_map_count"));
+	assert_null(strstr(err, UNGUARDED_LINE)); /* an error to the program, not a line */
+}
+
+/* ---- the default past the guard budget: unguarded stacks, said once ------------ */
+
+#define C40K 40000
+
+/*
+ * Whether vm.max_map_count leaves guard pages for all C40K stacks (distributions
+ * that raise it to 1048576): then no budget runs out, and there is nothing to test.
+ */
+static int budget_covers_c40k(void)
+{
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+	long max = 0;
+
+	if (f && fscanf(f, "%ld", &max) != 1)
+		max = 0;
+	if (f)
+		fclose(f);
+	if (max / 2 <= C40K)
+		return 0;
+	print_message("vm.max_map_count is %ld: guard pages for all %d stacks, no budget to "
+		      "run out of\n",
+		      max, C40K);
+	return 1;
+}
+
+static int park_until_closed(void *arg)
+{
+	weft_chan *ch = arg;
+	char c;
+
+	return weft_chan_recv(ch, &c) == -EPIPE ? 7 : -1;
+}
+
+/* C40K joinable fibers alive at once, then all joined; 0 or a negative step. */
+static int spawn_40k_and_join(void *arg)
+{
+	weft_fiber **f = calloc(C40K, sizeof(*f));
+	weft_chan *ch;
+	int rc = 0;
+
+	(void)arg;
+	if (!f || weft_chan_create(&ch, 0, 1) < 0)
+		return -1;
+	for (int i = 0; i < C40K && rc == 0; i++)
+		if (weft_spawn(NULL, park_until_closed, ch, &f[i]) < 0)
+			rc = -2 - i;
+	weft_sleep(WEFT_MSEC); /* every one of them runs and parks: all alive */
+
+	weft_stats st;
+
+	weft_loop_stats(weft_loop_current(), &st);
+	if (rc == 0 && st.fibers < C40K)
+		rc = -3;
+	weft_chan_close(ch);
+	for (int i = 0; i < C40K; i++) {
+		int result = 0;
+
+		if (f[i] && (weft_join(f[i], &result) < 0 || result != 7) && rc == 0)
+			rc = -4;
+	}
+	weft_chan_destroy(ch);
+	free(f);
+	return rc;
+}
+
+static void child_default_past_budget(void)
+{
+	weft_stats st[2];
+	int rc[2];
+
+	setenv("WEFT_GUARD_MARKERS", "off", 1);
+	/* Two loops one after the other, each past the budget: the line comes once. */
+	for (int i = 0; i < 2; i++)
+		rc[i] = t_run_cfg(NULL, spawn_40k_and_join, NULL, &st[i]);
+	for (int i = 0; i < 2; i++)
+		fprintf(stderr, "rc=%d peak=%llu stacks=%llu guarded=%llu unguarded=%llu\n", rc[i],
+			(unsigned long long)st[i].fibers_peak, (unsigned long long)st[i].stacks,
+			(unsigned long long)st[i].stacks_guarded,
+			(unsigned long long)st[i].stacks_unguarded);
+	_exit(0);
+}
+
+static size_t count_of(const char *hay, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+static void test_default_guards_go_on_unguarded_past_the_budget_said_once(void **state)
+{
+	char err[8192];
+	const char *p;
+
+	(void)state;
+	if (t_under_valgrind())
+		skip(); /* 80,000 fibers and tens of thousands of mprotect()s */
+	if (budget_covers_c40k())
+		skip();
+	assert_int_equal(t_fork(child_default_past_budget, err, sizeof(err)), 0);
+	print_message("child: %s", err);
+	assert_int_equal(count_of(err, UNGUARDED_LINE), 1);
+	assert_non_null(strstr(err, "vm.max_map_count"));
+	assert_non_null(strstr(err, "WEFT_STACK_GUARDS_ALL"));
+	p = strstr(err, "rc=");
+	for (int i = 0; i < 2; i++) {
+		int rc = -1;
+		unsigned long long peak = 0, stacks = 0, guarded = 0, unguarded = 0;
+
+		assert_non_null(p);
+		assert_int_equal(sscanf(p,
+					"rc=%d peak=%llu stacks=%llu guarded=%llu unguarded=%llu",
+					&rc, &peak, &stacks, &guarded, &unguarded),
+				 5);
+		assert_int_equal(rc, 0);
+		assert_true(peak > C40K);
+		assert_true(guarded > 1000); /* guards while the budget lasted */
+		assert_true(unguarded > 0);
+		assert_int_equal(guarded + unguarded, stacks); /* every stack was meant to be */
+		p = strstr(p + 1, "rc=");
+	}
+}
+
+/* Spawn parked fibers until the budget is spent, then one that overflows its stack. */
+static int overflow_past_budget(void *arg)
+{
+	weft_stats st = { 0 };
+	weft_fiber *f;
+
+	(void)arg;
+	while (st.stacks_unguarded == 0) {
+		if (weft_go(sleeper_ms, (void *)(intptr_t)10000) < 0)
+			return -1;
+		weft_loop_stats(weft_loop_current(), &st);
+	}
+	/* One more: the overflowing stack is not its slab's lowest (a stack lies below). */
+	if (weft_go(sleeper_ms, (void *)(intptr_t)10000) < 0 ||
+	    weft_spawn(NULL, overflow_deep_then_yield, NULL, &f) < 0)
+		return -2;
+	return weft_join(f, NULL);
+}
+
+static void child_overflow_past_budget(void)
+{
+	setenv("WEFT_GUARD_MARKERS", "off", 1);
+	run_overflow(NULL, overflow_past_budget); /* the default configuration */
+}
+
+static void test_overflow_of_a_stack_past_the_budget_is_caught(void **state)
+{
+	(void)state;
+	if (t_under_valgrind() || budget_covers_c40k())
+		skip();
+	assert_overflow_reported(child_overflow_past_budget, "stack overflow: the");
 }
 
 static int spawn_300(void *arg)
@@ -895,6 +1070,8 @@ int main(void)
 		cmocka_unit_test(test_freed_stacks_give_their_pages_back),
 		cmocka_unit_test(test_guards_past_the_map_count_budget_fail_enomem_not_silently),
 		cmocka_unit_test(test_a_number_of_guards_guards_that_many_then_none),
+		cmocka_unit_test(test_default_guards_go_on_unguarded_past_the_budget_said_once),
+		cmocka_unit_test(test_overflow_of_a_stack_past_the_budget_is_caught),
 		cmocka_unit_test(test_spawn_fails_enomem_when_address_space_runs_out),
 	};
 
