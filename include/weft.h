@@ -758,14 +758,17 @@ typedef struct weft_first_call {
  * of a call that finished on its own while the others were being cancelled.
  * The rules of weft_gather hold: the calls inherit the caller's deadline,
  * cancelling the caller cancels them all, and the caller waits for every
- * one.
+ * one. A call whose fiber had not started when the first returned still
+ * starts, cancelled: its fn runs, and its first blocking call fails
+ * -ECANCELED (a call with effects before it blocks checks weft_cancelled).
  * @calls: borrowed until return.
  * Context: fiber.
  * Return: the index of the first call that returned; -ECANCELED if the
  * caller was cancelled before any returned (at entry nothing runs and each
  * result is -ECANCELED); -ETIMEDOUT if the caller's deadline passed first
  * (the first call returned -ETIMEDOUT after it); -EINVAL if @calls is NULL,
- * @n is 0 or a fn is NULL (nothing runs); -EPERM outside a fiber; -ENOMEM;
+ * @n is 0 or more than INT_MAX, or a fn is NULL (nothing runs); -EPERM
+ * outside a fiber; -ENOMEM (the results may have been reset to 0);
  * a spawn failure as in weft_gather (the calls started are cancelled and
  * waited for).
  */
@@ -1135,8 +1138,10 @@ ssize_t weft_reader_until(weft_reader *r, int delim, const char **line);
  * Context: fiber.
  * Return: @n; 0 if the stream ended before any of them; -ENODATA if it
  * ended after some but before @n (they are dropped); -EMSGSIZE if @n is
- * more than max_buffer (nothing is taken); -EINVAL for a NULL @data or
- * @n of 0; -ENOMEM; or an error of weft_recv_buf, as weft_reader_until.
+ * more than max_buffer (nothing is taken), or for the over-long record
+ * whose skip an error cut short (see weft_reader_until); -EINVAL for a NULL
+ * @data or @n of 0; -ENOMEM; or an error of weft_recv_buf, as
+ * weft_reader_until.
  */
 ssize_t weft_reader_exact(weft_reader *r, size_t n, const char **data);
 /*
@@ -1166,12 +1171,20 @@ void weft_reader_destroy(weft_reader *r);
  * each signal of @set whose action is SIG_DFL or SIG_IGN, and a signal
  * that lands on a thread where it is not blocked (main, a pool loop that
  * was started before the first wait) is blocked there and queued again to
- * the process, so a fiber takes it, siginfo included where the kernel
- * allows (from a thread other than main, si_pid and si_uid become this
- * process's). A handler the program installed itself is left alone (it
- * runs for those deliveries). The handler stays for the life of the
- * process. Signals sent to one thread (pthread_kill, tgkill) reach only a
- * waiter on that thread's loop.
+ * the process, so a fiber takes it, its siginfo kept (queued again from a
+ * thread other than main, its si_code becomes SI_QUEUE: si_pid, si_uid and
+ * si_value stay the sender's, a kernel code such as CLD_EXITED is lost). A
+ * handler the program installed itself is left alone (it runs for those
+ * deliveries); for SIGCHLD left at SIG_IGN weft's handler keeps the
+ * automatic reaping of children (SA_NOCLDWAIT). The handler stays for the
+ * life of the process. Signals sent to one thread (pthread_kill, tgkill)
+ * reach only a waiter on that thread's loop (on an SQPOLL ring it looks for
+ * them every 10 ms while it waits: the kernel's SQ thread cannot see them).
+ * The blocked set is inherited by children: a program that forks or
+ * posix_spawn()s a child unblocks it there (sigprocmask after fork,
+ * POSIX_SPAWN_SETSIGMASK with an empty mask).
+ * A deadline already past fails -ETIMEDOUT at once, as other calls do, even
+ * with a signal pending.
  * @info: out, may be NULL.
  * Context: fiber, on either backend.
  * Return: the signal number; -EINVAL if @set is NULL, empty, or holds
@@ -1379,7 +1392,10 @@ int weft_group_spawn(weft_group *g, weft_fn fn, void *arg);
  * the order the fibers returned); -ECANCELED if weft_group_cancel was
  * called and nothing failed before. If the waiter itself is cancelled or
  * passes its deadline, the group is cancelled and still waited for, and
- * -ECANCELED or -ETIMEDOUT is returned.
+ * -ECANCELED or -ETIMEDOUT is returned; the group stays cancelled (later
+ * waits return -ECANCELED, spawns fail -ECANCELED), independent or not: a
+ * server waits for its connection group only when it shuts down. -EBUSY if
+ * another fiber is waiting for @g already.
  */
 int weft_group_wait(weft_group *g);
 /* Cancel every fiber of @g; later spawns fail with -ECANCELED. */

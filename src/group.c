@@ -31,12 +31,12 @@
 /* ---- task groups ---------------------------------------------------------------- */
 
 struct weft_group {
-	struct weft__list members; /* fibers still running */
-	size_t running;		   /* how many */
-	int first_err;		   /* the first negative result */
-	uint64_t failures;	   /* negative results so far */
-	unsigned flags;		   /* WEFT_GROUP_INDEPENDENT: a failure cancels nobody */
-	bool failed;		   /* a failure cancelled the group */
+	struct weft__list members;   /* fibers still running */
+	size_t running;		     /* how many */
+	int first_err;		     /* the first negative result */
+	uint64_t failures;	     /* negative results so far */
+	unsigned flags;		     /* WEFT_GROUP_INDEPENDENT: a failure cancels nobody */
+	bool failed;		     /* a failure cancelled the group */
 	bool cancelled;		     /* weft_group_cancel, or a failure */
 	struct weft__waiter *waiter; /* the fiber in weft_group_wait */
 	const void *_Atomic home;    /* its thread (weft__bind_thread) */
@@ -72,7 +72,7 @@ static int member_main(void *arg)
 		g->running--;
 		if (rc < 0 && g->failures++ == 0)
 			g->first_err = rc;
-		if (rc < 0 && !g->failed && !(g->flags & WEFT_GROUP_INDEPENDENT)) {
+		if (rc < 0 && !g->cancelled && !(g->flags & WEFT_GROUP_INDEPENDENT)) {
 			g->failed = true;
 			cancel_members(g);
 		}
@@ -322,8 +322,8 @@ static int gmember_main(void *arg)
 	if (g->first_mode && g->first == SIZE_MAX) {
 		/* weft_first runs on one loop: the gatherer's, and this one. */
 		g->first = m->i;
-		g->first_late = rc == -ETIMEDOUT && g->deadline != WEFT_FOREVER &&
-				weft_now() >= g->deadline;
+		g->first_late =
+		    rc == -ETIMEDOUT && g->deadline != WEFT_FOREVER && weft_now() >= g->deadline;
 		gather_cancel(&g->w);
 	}
 	gather_leave(g);

@@ -30,6 +30,7 @@
  */
 #include "sigwait.h"
 #include "base.h"
+#include "backend.h"
 #include "fiber.h"
 
 #include <poll.h>
@@ -42,14 +43,19 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#define SQPOLL_RECHECK_NS (10 * WEFT_MSEC)
+
 struct weft__sigloop {
-	int fd;			  /* the signalfd, -1 until the first wait */
-	sigset_t mask;		  /* its mask: what is waited for now */
-	unsigned refs[_NSIG + 1]; /* waiters per signal */
+	int fd;			    /* the signalfd, -1 until the first wait */
+	sigset_t mask;		    /* its mask: what is waited for now */
+	unsigned refs[_NSIG + 1];   /* waiters per signal; under handlers_mu */
+	pid_t tid;		    /* the loop's thread, set by its waiters */
+	struct weft__sigloop *next; /* in sigloops, under handlers_mu */
 };
 
 static pthread_mutex_t handlers_mu = PTHREAD_MUTEX_INITIALIZER;
-static sigset_t handled; /* signals whose action is weft's handler */
+static sigset_t handled;	       /* signals whose action is weft's handler */
+static struct weft__sigloop *sigloops; /* every loop's, under handlers_mu */
 /* Per signal, the thread id of a loop where a fiber waits for it, or 0. */
 static _Atomic pid_t hand_to[_NSIG + 1];
 /* The signals this thread's handler has blocked here and handed on. */
@@ -117,11 +123,15 @@ static int take_over(const sigset_t *set)
 			rc = -errno;
 			break;
 		}
-		if (!(old.sa_flags & SA_SIGINFO) &&
-		    (old.sa_handler == SIG_DFL || old.sa_handler == SIG_IGN)) {
+		/* sa_handler and sa_sigaction share storage: SIG_DFL with SA_SIGINFO is SIG_DFL. */
+		if (old.sa_handler == SIG_DFL || old.sa_handler == SIG_IGN) {
 			struct sigaction sa = { .sa_sigaction = hand_on };
 
 			sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+			/* Keep what the old action meant for children: SIG_IGN reaps them. */
+			sa.sa_flags |= old.sa_flags & (SA_NOCLDSTOP | SA_NOCLDWAIT);
+			if (sig == SIGCHLD && old.sa_handler == SIG_IGN)
+				sa.sa_flags |= SA_NOCLDWAIT;
 			sigemptyset(&sa.sa_mask);
 			if (sigaction(sig, &sa, NULL) != 0)
 				rc = -errno;
@@ -157,8 +167,21 @@ static struct weft__sigloop *sigloop(struct weft_loop *l)
 			return NULL;
 		l->sig->fd = -1;
 		sigemptyset(&l->sig->mask);
+		pthread_mutex_lock(&handlers_mu);
+		l->sig->next = sigloops;
+		sigloops = l->sig;
+		pthread_mutex_unlock(&handlers_mu);
 	}
 	return l->sig;
+}
+
+/* Under handlers_mu: the thread of a loop with a waiter for @sig, or 0. */
+static pid_t other_waiting_loop(int sig)
+{
+	for (const struct weft__sigloop *q = sigloops; q; q = q->next)
+		if (q->refs[sig] > 0)
+			return q->tid;
+	return 0;
 }
 
 /*
@@ -169,19 +192,20 @@ static struct weft__sigloop *sigloop(struct weft_loop *l)
 static int count(struct weft__sigloop *s, const sigset_t *set, int d, pid_t tid)
 {
 	sigemptyset(&s->mask);
+	pthread_mutex_lock(&handlers_mu);
+	s->tid = tid;
 	for (int sig = 1; sig <= _NSIG; sig++) {
 		if (sigismember(set, sig) == 1) {
-			pid_t mine = tid;
-
 			s->refs[sig] += (unsigned)d;
 			if (d > 0)
 				atomic_store(&hand_to[sig], tid);
-			else if (s->refs[sig] == 0)
-				atomic_compare_exchange_strong(&hand_to[sig], &mine, 0);
+			else if (s->refs[sig] == 0 && atomic_load(&hand_to[sig]) == tid)
+				atomic_store(&hand_to[sig], other_waiting_loop(sig));
 		}
 		if (s->refs[sig] > 0)
 			sigaddset(&s->mask, sig);
 	}
+	pthread_mutex_unlock(&handlers_mu);
 
 	if (s->fd < 0 && d < 0)
 		return 0;
@@ -220,6 +244,8 @@ int weft_signal_wait(const sigset_t *set, siginfo_t *info)
 		return -EPERM;
 	if (l->cur->cancelled)
 		return -ECANCELED;
+	if (l->cur->deadline != WEFT_FOREVER && weft_now() >= l->cur->deadline)
+		return -ETIMEDOUT; /* as every op at its start */
 	rc = take_over(set);
 	if (rc < 0)
 		return rc;
@@ -236,11 +262,30 @@ int weft_signal_wait(const sigset_t *set, siginfo_t *info)
 		count(s, set, -1, tid);
 		return rc;
 	}
+	/*
+	 * On an SQPOLL ring the SQ thread arms and re-checks the poll, and
+	 * signalfd_poll() looks at current's pending signals: those sent to this
+	 * thread (pthread_kill, tgkill) wake the poll but never complete it.
+	 * There each poll is bounded, so that take() runs again on this thread.
+	 */
+	const bool bounded = (l->cfg.flags & WEFT_CONFIG_SQPOLL) && l->be == &weft__backend_uring;
+
 	while (rc == 0) {
 		rc = take(set, info);
 		if (rc == 0) {
+			int64_t outer = weft_deadline();
+			int64_t tick = weft_now() + SQPOLL_RECHECK_NS;
+			bool cut = bounded && (outer == WEFT_FOREVER || tick < outer);
+
+			if (cut)
+				weft_set_deadline(tick);
 			int ev = weft_poll(s->fd, POLLIN);
 
+			if (cut) {
+				weft_set_deadline(outer);
+				if (ev == -ETIMEDOUT)
+					ev = 0; /* the bound, not the fiber's deadline */
+			}
 			rc = ev < 0 ? ev : 0;
 		}
 	}
@@ -252,6 +297,13 @@ void weft__sigwait_fini(struct weft_loop *l)
 {
 	if (!l->sig)
 		return;
+	pthread_mutex_lock(&handlers_mu);
+	for (struct weft__sigloop **q = &sigloops; *q; q = &(*q)->next)
+		if (*q == l->sig) {
+			*q = l->sig->next;
+			break;
+		}
+	pthread_mutex_unlock(&handlers_mu);
 	if (l->sig->fd >= 0)
 		close(l->sig->fd);
 	free(l->sig);

@@ -647,6 +647,36 @@ static void test_independent_group_cancel_and_bad_input(void **state)
 	assert_int_equal(t_run(independent_cancel_main, NULL), 0);
 }
 
+/* A member that turns its cancel into another error: the cancelled group still says -ECANCELED. */
+static int pipe_on_cancel(void *arg)
+{
+	(void)arg;
+	return weft_sleep(WEFT_SEC) == -ECANCELED ? -EPIPE : 0;
+}
+
+static int cancel_then_fail_main(void *arg)
+{
+	weft_group *g;
+	int rc;
+
+	(void)arg;
+	if (weft_group_create(&g) != 0)
+		return -1;
+	weft_group_spawn(g, pipe_on_cancel, NULL);
+	weft_group_spawn(g, pipe_on_cancel, NULL);
+	weft_sleep(WEFT_MSEC);
+	weft_group_cancel(g);
+	rc = weft_group_wait(g);
+	weft_group_destroy(g);
+	return rc;
+}
+
+static void test_cancelled_group_waits_ecanceled_whatever_members_return(void **state)
+{
+	(void)state;
+	assert_int_equal(t_run(cancel_then_fail_main, NULL), -ECANCELED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -665,6 +695,7 @@ int main(void)
 		cmocka_unit_test(
 		    test_independent_group_survives_failing_members_and_keeps_accepting),
 		cmocka_unit_test(test_independent_group_cancel_and_bad_input),
+		cmocka_unit_test(test_cancelled_group_waits_ecanceled_whatever_members_return),
 	};
 
 	if (!t_io_uring_usable())

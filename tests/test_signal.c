@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -444,6 +445,111 @@ static void test_pool_threads_block_signals_but_faults(void **state)
 	weft_pool_destroy(p);
 }
 
+/* Sent to the loop's own thread (tgkill): on an SQPOLL ring too, where the SQ thread cannot see it.
+ */
+static int kicker(void *arg)
+{
+	pid_t *tid = arg;
+
+	weft_sleep(5 * WEFT_MSEC);
+	return syscall(SYS_tgkill, getpid(), *tid, SIGUSR2) == 0 ? 0 : -errno;
+}
+
+static int thread_main(void *arg)
+{
+	sigset_t s = set_of(SIGUSR2, 0);
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+
+	(void)arg;
+	if (weft_go(kicker, &tid) < 0)
+		return -ENOMEM;
+	weft_set_timeout(5 * WEFT_SEC);
+	return weft_signal_wait(&s, NULL);
+}
+
+static void test_signal_sent_to_the_loops_thread(void **state)
+{
+	(void)state;
+	assert_int_equal(t_run(thread_main, NULL), SIGUSR2);
+}
+
+/* A deadline already past: -ETIMEDOUT at once, as every call, though the signal is pending. */
+static int past_main(void *arg)
+{
+	sigset_t s = set_of(SIGUSR1, 0);
+	siginfo_t si;
+	int rc;
+
+	(void)arg;
+	pthread_sigmask(SIG_BLOCK, &s, NULL);
+	kill(getpid(), SIGUSR1);
+	weft_set_deadline(weft_now() - 1);
+	rc = weft_signal_wait(&s, NULL);
+	weft_set_deadline(WEFT_FOREVER);
+	if (rc != -ETIMEDOUT)
+		return -1;
+	return weft_signal_wait(&s, &si) == SIGUSR1 ? 0 : -2; /* still pending, then taken */
+}
+
+static void test_past_deadline_times_out_first(void **state)
+{
+	(void)state;
+	assert_int_equal(t_run(past_main, NULL), 0);
+}
+
+/*
+ * SIGCHLD left at SIG_IGN reaps children; waiting for it keeps that. And a
+ * SIG_DFL installed with SA_SIGINFO is still SIG_DFL: weft takes it over.
+ */
+static int chld_main(void *arg)
+{
+	sigset_t s = set_of(SIGCHLD, 0);
+	sigset_t u = set_of(SIGRTMIN + 6, 0); /* used by no other test: not taken over yet */
+	pid_t pid;
+
+	(void)arg;
+	weft_set_timeout(WEFT_MSEC);
+	weft_signal_wait(&s, NULL);
+	weft_set_deadline(WEFT_FOREVER);
+	pid = fork();
+	if (pid == 0)
+		_exit(0);
+	weft_sleep(50 * WEFT_MSEC);
+	if (waitpid(pid, NULL, WNOHANG) != -1 || errno != ECHILD)
+		return -1; /* a zombie: the reaping was lost */
+	weft_set_timeout(WEFT_MSEC);
+	weft_signal_wait(&u, NULL); /* takes it over */
+	weft_set_timeout(5 * WEFT_SEC);
+
+	pthread_sigmask(SIG_UNBLOCK, &u, NULL); /* lands here, handed on */
+	kill(getpid(), SIGRTMIN + 6);
+	return weft_signal_wait(&u, NULL) == SIGRTMIN + 6 ? 0 : -2;
+}
+
+static void child_chld(void)
+{
+	struct sigaction dfl = { .sa_handler = SIG_DFL, .sa_flags = SA_SIGINFO };
+
+	alarm(60);
+	signal(SIGCHLD, SIG_IGN);
+	sigaction(SIGRTMIN + 6, &dfl, NULL);
+	_exit(t_run(chld_main, NULL) == 0 ? 0 : 6);
+}
+
+static void test_sigchld_ignored_still_reaps_and_siginfo_dfl_is_dfl(void **state)
+{
+	char err[512];
+	int st;
+
+	(void)state;
+	if (t_under_valgrind())
+		skip(); /* the hand-on from an unblocked thread, as above */
+	st = t_fork(child_chld, err, sizeof(err));
+	if (WIFSIGNALED(st))
+		fail_msg("killed by signal %d: %s", WTERMSIG(st), err);
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
 	if (!t_io_uring_usable())
@@ -460,6 +566,9 @@ int main(void)
 		cmocka_unit_test(test_sigterm_in_a_pool_reaches_the_fiber),
 		cmocka_unit_test(test_signal_on_a_plain_thread_is_handed_on),
 		cmocka_unit_test(test_pool_threads_block_signals_but_faults),
+		cmocka_unit_test(test_signal_sent_to_the_loops_thread),
+		cmocka_unit_test(test_past_deadline_times_out_first),
+		cmocka_unit_test(test_sigchld_ignored_still_reaps_and_siginfo_dfl_is_dfl),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
