@@ -999,8 +999,10 @@ static void check_queue(int multishot)
 	assert_int_equal(c.named, QN - 1);
 	assert_int_equal(c.fds_leaked, 0);
 	if (multishot) {
-		/* Stopped at its bound (a few more may come while the stop is on its way)... */
-		assert_in_range(c.queued, 64, 72);
+		/* Stopped at its bound (more may come while the stop is on its way: 11 more
+		 * were seen on SQPOLL, whose SQ thread submits the cancel later), well
+		 * short of the QN - 1 that came... */
+		assert_in_range(c.queued, 64, 64 + 32);
 		/* ...and armed again once the queue had drained. */
 		assert_true(c.rearms >= 1);
 	} else {
