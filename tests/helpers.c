@@ -5,10 +5,12 @@
 #include <errno.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -152,4 +154,52 @@ int t_under_valgrind(void)
 	const char *v = getenv("WEFT_TEST_VALGRIND");
 
 	return v && *v && strcmp(v, "0") != 0;
+}
+
+int t_tcp_pair(int sv[2])
+{
+	int l = weft_tcp_listen("127.0.0.1", 0, 4, 0);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (l < 0)
+		return l;
+	if (getsockname(l, (struct sockaddr *)&ss, &len) < 0)
+		return -errno;
+	sv[0] = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sv[0] < 0 || weft_connect(sv[0], (struct sockaddr *)&ss, len) < 0)
+		return -EIO;
+	sv[1] = weft_accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	weft_close(l);
+	return sv[1] < 0 ? sv[1] : 0;
+}
+
+void t_assert_overflow(void (*child)(void), const char *how, const char *name)
+{
+	static char err[1 << 20]; /* an ASan report of 80 frames, read whole: no SIGPIPE */
+	char quoted[64];
+	int status;
+
+	if (t_under_valgrind())
+		skip(); /* valgrind reports the fault itself */
+	status = t_fork(child, err, sizeof(err));
+	print_message("child stderr: %s", err);
+#if defined(WEFT_TEST_SANITIZED)
+	/* ASan may see the overflow first, as a write into a poisoned redzone. */
+	if (strstr(err, "AddressSanitizer: stack-buffer") && WIFEXITED(status) &&
+	    WEXITSTATUS(status) != 0)
+		return;
+#endif
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+	assert_non_null(strstr(err, "overflow"));
+	assert_non_null(strstr(err, how));
+	if (!name) {
+		assert_non_null(strstr(err, "fiber"));
+		assert_non_null(strstr(err, "stack_size"));
+		return;
+	}
+	snprintf(quoted, sizeof(quoted), "\"%s\"", name);
+	assert_non_null(strstr(err, quoted));
+	assert_non_null(strstr(err, "weft_spawn_opts.stack_size"));
 }

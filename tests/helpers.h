@@ -46,6 +46,21 @@ size_t t_rss_bytes(void);
  */
 int t_seccomp_refuse(const int *nrs, int n, int err);
 
+/*
+ * A connected TCP pair over loopback: sv[0] the client, sv[1] the server's
+ * end. Unlike the other helpers, call it in a fiber. Return: 0, or -errno.
+ */
+int t_tcp_pair(int sv[2]);
+
+/*
+ * Run @child in a forked process, which must overflow a fiber's stack, and
+ * assert that weft aborted it with a report saying @how ("guard page",
+ * "red zone", ...) and naming the fiber: by "NAME" and
+ * weft_spawn_opts.stack_size when @name is not NULL. Skips under valgrind;
+ * under ASan its own report of the overflow passes too.
+ */
+void t_assert_overflow(void (*child)(void), const char *how, const char *name);
+
 /* Whether the test runs under valgrind (meson's valgrind setup sets WEFT_TEST_VALGRIND). */
 int t_under_valgrind(void);
 

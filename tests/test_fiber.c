@@ -524,39 +524,16 @@ static void child_overflow_canary(void)
 	run_overflow(&cfg, spawn_overflow_then_yield);
 }
 
-static void assert_overflow_reported(void (*child)(void), const char *how)
-{
-	static char err[1 << 20]; /* an ASan report of 80 frames, read whole: no SIGPIPE */
-	int status;
-
-	if (getenv("WEFT_TEST_VALGRIND"))
-		skip(); /* valgrind reports the fault itself */
-	status = t_fork(child, err, sizeof(err));
-	print_message("child stderr: %s", err);
-#if defined(WEFT_TEST_SANITIZED)
-	/* ASan may see the overflow first, as a write into a poisoned redzone. */
-	if (strstr(err, "AddressSanitizer: stack-buffer") && WIFEXITED(status) &&
-	    WEXITSTATUS(status) != 0)
-		return;
-#endif
-	assert_true(WIFSIGNALED(status));
-	assert_int_equal(WTERMSIG(status), SIGABRT);
-	assert_non_null(strstr(err, "overflow"));
-	assert_non_null(strstr(err, "fiber"));
-	assert_non_null(strstr(err, "stack_size"));
-	assert_non_null(strstr(err, how));
-}
-
 static void test_stack_overflow_into_guard_page_aborts_naming_fiber(void **state)
 {
 	(void)state;
-	assert_overflow_reported(child_overflow_guarded, "guard page");
+	t_assert_overflow(child_overflow_guarded, "guard page", NULL);
 }
 
 static void test_stack_overflow_without_guard_caught_at_switch(void **state)
 {
 	(void)state;
-	assert_overflow_reported(child_overflow_canary, "stack overflow: the");
+	t_assert_overflow(child_overflow_canary, "stack overflow: the", NULL);
 }
 
 /*
@@ -616,7 +593,7 @@ static void child_leap_unguarded(void)
 static void test_frames_leaping_past_the_red_zone_hit_the_guard_page(void **state)
 {
 	(void)state;
-	assert_overflow_reported(child_leap_guarded, "guard page");
+	t_assert_overflow(child_leap_guarded, "guard page", NULL);
 }
 
 static void test_frames_leaping_past_the_red_zone_unguarded_caught_at_switch(void **state)
@@ -624,9 +601,9 @@ static void test_frames_leaping_past_the_red_zone_unguarded_caught_at_switch(voi
 	(void)state;
 #if defined(WEFT_TEST_SANITIZED)
 	/* ASan's larger frames may leap past the stack below too, into the slab's guard. */
-	assert_overflow_reported(child_leap_unguarded, "overflow");
+	t_assert_overflow(child_leap_unguarded, "overflow", NULL);
 #else
-	assert_overflow_reported(child_leap_unguarded, "stack overflow: the");
+	t_assert_overflow(child_leap_unguarded, "stack overflow: the", NULL);
 #endif
 }
 
@@ -941,7 +918,7 @@ static void test_overflow_of_a_stack_past_the_budget_is_caught(void **state)
 	(void)state;
 	if (t_under_valgrind() || budget_covers_c40k())
 		skip();
-	assert_overflow_reported(child_overflow_past_budget, "stack overflow: the");
+	t_assert_overflow(child_overflow_past_budget, "stack overflow: the", NULL);
 }
 
 static int spawn_300(void *arg)

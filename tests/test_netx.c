@@ -33,25 +33,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* A connected TCP pair over loopback (sendfile and send_zc want TCP). */
-static int tcp_pair(int sv[2])
-{
-	int l = weft_tcp_listen("127.0.0.1", 0, 4, 0);
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-
-	if (l < 0)
-		return l;
-	if (getsockname(l, (struct sockaddr *)&ss, &len) < 0)
-		return -errno;
-	sv[0] = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (sv[0] < 0 || weft_connect(sv[0], (struct sockaddr *)&ss, len) < 0)
-		return -EIO;
-	sv[1] = weft_accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	weft_close(l);
-	return sv[1] < 0 ? sv[1] : 0;
-}
-
 /* ---- weft_poll ------------------------------------------------------------------ */
 
 struct pollcase {
@@ -253,7 +234,7 @@ static int sendfile_main(void *arg)
 			return -errno;
 		c->want += (uint64_t)v * (uint64_t)(marks[i] + 1);
 	}
-	if (tcp_pair(sv) < 0)
+	if (t_tcp_pair(sv) < 0)
 		return -EIO;
 
 	struct sink s = { .fd = sv[1] };
@@ -374,7 +355,7 @@ static int stall_main(void *arg)
 	struct stall *c = arg;
 	int sv[2], small = 4096, fd = filled_file(c->len);
 
-	if (fd < 0 || tcp_pair(sv) < 0)
+	if (fd < 0 || t_tcp_pair(sv) < 0)
 		return -EIO;
 	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
 	setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
@@ -424,7 +405,7 @@ static int zc_main(void *arg)
 	int sv[2], u[2];
 	unsigned char *buf = malloc(c->len), *in = malloc(c->len);
 
-	if (!buf || !in || tcp_pair(sv) < 0 ||
+	if (!buf || !in || t_tcp_pair(sv) < 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, u) < 0)
 		return -EIO;
 	for (size_t i = 0; i < c->len; i++)
@@ -609,7 +590,7 @@ static int hoard_main(void *arg)
 	weft_fiber *fr[CONNS], *fs[CONNS];
 
 	for (int i = 0; i < CONNS; i++) {
-		if (tcp_pair(c->sv[i]) < 0)
+		if (t_tcp_pair(c->sv[i]) < 0)
 			return -EIO;
 		c->h[i].fd = c->sv[i][1];
 		weft_spawn(NULL, hoard_recv, &c->h[i], &fr[i]);

@@ -21,25 +21,6 @@ static int t_pair(int sv[2])
 	return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ? -errno : 0;
 }
 
-/* A connected TCP pair over loopback; call it in a fiber. */
-static int t_tcp_pair(int sv[2])
-{
-	int l = weft_tcp_listen("127.0.0.1", 0, 4, 0);
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-
-	if (l < 0)
-		return l;
-	if (getsockname(l, (struct sockaddr *)&ss, &len) < 0)
-		return -errno;
-	sv[0] = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (sv[0] < 0 || weft_connect(sv[0], (struct sockaddr *)&ss, len) < 0)
-		return -EIO;
-	sv[1] = weft_accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	weft_close(l);
-	return sv[1] < 0 ? sv[1] : 0;
-}
-
 static void t_close2(int sv[2])
 {
 	weft_close(sv[0]);

@@ -59,25 +59,6 @@ static int run_ms(weft_fn fn, void *arg)
 	return t_run_cfg(&cfg, fn, arg, NULL);
 }
 
-/* A connected TCP pair over loopback: sv[0] the client, sv[1] the server's end. */
-static int tcp_pair(int sv[2])
-{
-	int l = weft_tcp_listen("127.0.0.1", 0, 4, 0);
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-
-	if (l < 0)
-		return l;
-	if (getsockname(l, (struct sockaddr *)&ss, &len) < 0)
-		return -errno;
-	sv[0] = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (sv[0] < 0 || weft_connect(sv[0], (struct sockaddr *)&ss, len) < 0)
-		return -EIO;
-	sv[1] = weft_accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	weft_close(l);
-	return sv[1] < 0 ? sv[1] : 0;
-}
-
 static unsigned char pattern(size_t i)
 {
 	return (unsigned char)(i * 7 + 3);
@@ -134,7 +115,7 @@ static int slow_main(void *arg)
 	struct slow *c = arg;
 	weft_fiber *s;
 
-	if (tcp_pair(c->sv) < 0)
+	if (t_tcp_pair(c->sv) < 0)
 		return -EIO;
 	weft_spawn(NULL, slow_sender, c, &s);
 	while (c->got < BURST) {
@@ -205,7 +186,7 @@ static int mix_main(void *arg)
 	weft_buf b;
 	ssize_t n;
 
-	if (tcp_pair(c->sv) < 0)
+	if (t_tcp_pair(c->sv) < 0)
 		return -EIO;
 	/* One weft_recv_buf arms the receive... */
 	send_pattern(c->sv[0], 0, 10, 10);
@@ -346,7 +327,7 @@ static int stages_main(void *arg)
 	weft_buf b, kept;
 	ssize_t n;
 
-	if (tcp_pair(c->sv) < 0)
+	if (t_tcp_pair(c->sv) < 0)
 		return -EIO;
 	/* A deadline while armed, nothing sent: -ETIMEDOUT. */
 	int64_t was = weft_set_deadline(weft_now() + 20 * WEFT_MSEC);
@@ -426,7 +407,7 @@ static int closing_main(void *arg)
 	char x;
 
 	for (int i = 0; i < 2; i++)
-		if (tcp_pair(c->sv[i]) < 0)
+		if (t_tcp_pair(c->sv[i]) < 0)
 			return -EIO;
 	/* Both arm, then receptions queue on both. */
 	for (int i = 0; i < 2; i++) {
@@ -487,7 +468,7 @@ static int reuse_main(void *arg)
 	weft_buf b;
 	char x;
 
-	if (tcp_pair(c->sv) < 0)
+	if (t_tcp_pair(c->sv) < 0)
 		return -EIO;
 	send_pattern(c->sv[0], 0, 1, 1);
 	if (weft_recv_buf(c->sv[1], &b, 0) != 1)
@@ -505,7 +486,7 @@ static int reuse_main(void *arg)
 	c->old_peer_eof = recv(c->sv[0], &x, 1, MSG_DONTWAIT) == 0;
 	weft_close(c->sv[0]);
 	/* A new connection on whatever number: its own bytes, nothing of the old one. */
-	if (tcp_pair(c->fresh) < 0)
+	if (t_tcp_pair(c->fresh) < 0)
 		return -EIO;
 	send_pattern(c->fresh[0], 0, 20, 20);
 	c->n = weft_recv_buf(c->fresh[1], &b, 0);
@@ -554,7 +535,7 @@ static int two_main(void *arg)
 	weft_fiber *f[2];
 	weft_buf b;
 
-	if (tcp_pair(c->sv) < 0)
+	if (t_tcp_pair(c->sv) < 0)
 		return -EIO;
 	send_pattern(c->sv[0], 0, 1, 1);
 	if (weft_recv_buf(c->sv[1], &b, 0) != 1) /* armed from now on, nothing queued */

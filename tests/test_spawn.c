@@ -422,39 +422,16 @@ static void child_named_unguarded(void)
 	run_overflow(&cfg);
 }
 
-static void assert_named_overflow(void (*child)(void), const char *how)
-{
-	static char err[1 << 20]; /* an ASan report, read whole: no SIGPIPE */
-	int status;
-
-	if (t_under_valgrind())
-		skip(); /* valgrind reports the fault itself */
-	status = t_fork(child, err, sizeof(err));
-	print_message("child stderr: %s", err);
-#if defined(WEFT_TEST_SANITIZED)
-	/* ASan may see the overflow first, as a write into a poisoned redzone. */
-	if (strstr(err, "AddressSanitizer: stack-buffer") && WIFEXITED(status) &&
-	    WEXITSTATUS(status) != 0)
-		return;
-#endif
-	assert_true(WIFSIGNALED(status));
-	assert_int_equal(WTERMSIG(status), SIGABRT);
-	assert_non_null(strstr(err, "overflow"));
-	assert_non_null(strstr(err, "\"deep-diver\""));
-	assert_non_null(strstr(err, "weft_spawn_opts.stack_size"));
-	assert_non_null(strstr(err, how));
-}
-
 static void test_overflow_of_a_sized_stack_into_its_guard_names_the_fiber(void **state)
 {
 	(void)state;
-	assert_named_overflow(child_named_guarded, "guard page");
+	t_assert_overflow(child_named_guarded, "guard page", "deep-diver");
 }
 
 static void test_overflow_of_a_sized_unguarded_stack_names_the_fiber(void **state)
 {
 	(void)state;
-	assert_named_overflow(child_named_unguarded, "red zone");
+	t_assert_overflow(child_named_unguarded, "red zone", "deep-diver");
 }
 
 int main(void)
